@@ -1,0 +1,145 @@
+"""Stage 1 — raw text to a clean, split, saved corpus (``data/corpus/dataset``) with stats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import datasets
+from omegaconf import DictConfig
+
+from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize_text
+from llmworks.corpus.sources import describe, load_documents
+from llmworks.errors import LlmworksError
+from llmworks.io import replace_dir, write_json
+from llmworks.tracking import log_metrics, wandb_run
+
+log = logging.getLogger(__name__)
+
+
+def corpus_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.data) / "corpus"
+
+
+def load_corpus(cfg_or_dir: DictConfig | str | Path) -> datasets.DatasetDict:
+    """The prepared corpus, as later stages read it."""
+    root = corpus_dir(cfg_or_dir) if isinstance(cfg_or_dir, DictConfig) else Path(cfg_or_dir)
+    path = root / "dataset"
+    if not path.is_dir():
+        raise LlmworksError(f"{path} does not exist; run the corpus stage first (dvc repro corpus)")
+    return datasets.load_from_disk(str(path))
+
+
+def prepare_corpus(cfg: DictConfig) -> dict[str, Any]:
+    """Load, normalize, de-duplicate and split the corpus; save it and its stats.
+
+    Everything is written to a scratch directory first and moved into place at the end, so a
+    failure leaves the previous corpus untouched.
+    """
+    corpus = cfg.corpus
+    fractions = corpus.split
+    if not (0 <= fractions.validation < 1 and 0 <= fractions.test < 1) or (
+        fractions.validation + fractions.test >= 1
+    ):
+        raise LlmworksError("corpus.split.validation + corpus.split.test must be in [0, 1)")
+    out = corpus_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".corpus-", dir=out) as tmp:
+        raw = load_documents(corpus, Path(tmp) / "load")
+        log.info("loaded %d raw documents from %s", len(raw), corpus.name)
+        docs = raw.map(
+            _normalize_batch,
+            batched=True,
+            desc="normalize",
+            fn_kwargs={"val": fractions.validation, "test": fractions.test},
+        )
+        docs = _drop_empty_and_duplicates(docs)
+        if corpus.get("max_documents"):
+            docs = docs.select(range(min(int(corpus.max_documents), len(docs))))
+        if len(docs) == 0:
+            raise LlmworksError(f"corpus {corpus.name!r} has no non-empty documents")
+        dataset = datasets.DatasetDict(
+            {
+                s: docs.filter(
+                    lambda b, s=s: [x == s for x in b],
+                    batched=True,
+                    input_columns="split",
+                    desc=f"split {s}",
+                ).select_columns(["text"])
+                for s in SPLITS
+            }
+        )
+        for name, part in dataset.items():
+            if len(part) == 0:
+                raise LlmworksError(
+                    f"the {name} split is empty: {len(docs)} documents are too few for "
+                    f"corpus.split={dict(fractions)}; use a larger corpus or larger fractions"
+                )
+        stats = corpus_stats(dataset)
+        stats["source"] = describe(corpus)
+        staged = Path(tmp) / "dataset"
+        dataset.save_to_disk(str(staged))
+        replace_dir(staged, out / "dataset")
+    write_json(out / "corpus_stats.json", stats)
+    with wandb_run(cfg, "prepare_corpus") as run:
+        log_metrics(run, _flat(stats), prefix="corpus/")
+    log.info("corpus: %s", json.dumps({s: stats[s] for s in SPLITS}))
+    return stats
+
+
+def _normalize_batch(batch: dict[str, list], val: float, test: float) -> dict[str, list]:
+    texts = [normalize_text(t or "") for t in batch["text"]]
+    digests = [document_hash(t) for t in texts]
+    return {
+        "text": texts,
+        "hash": digests,
+        "split": [assign_split(d, val, test) for d in digests],
+    }
+
+
+def _drop_empty_and_duplicates(docs: datasets.Dataset) -> datasets.Dataset:
+    """Keep the first occurrence of each distinct non-empty document."""
+    nonempty = docs.filter(
+        lambda b: [bool(t) for t in b], batched=True, input_columns="text", desc="drop empty"
+    )
+    seen: set[str] = set()
+    keep = [i for i, h in enumerate(nonempty["hash"]) if not (h in seen or seen.add(h))]
+    dropped = len(docs) - len(keep)
+    if dropped:
+        log.info("dropped %d empty or duplicate documents", dropped)
+    return nonempty.select(keep)
+
+
+def corpus_stats(dataset: datasets.DatasetDict) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    for name, part in dataset.items():
+        counted = part.map(
+            lambda b: {
+                "chars": [len(t) for t in b["text"]],
+                "bytes": [len(t.encode("utf-8")) for t in b["text"]],
+                "words": [len(t.split()) for t in b["text"]],
+            },
+            batched=True,
+            remove_columns=["text"],
+            desc=f"stats {name}",
+        )
+        stats[name] = {
+            "documents": len(part),
+            "characters": int(sum(counted["chars"])),
+            "bytes": int(sum(counted["bytes"])),
+            "words": int(sum(counted["words"])),
+        }
+    stats["total"] = {k: sum(stats[s][k] for s in dataset) for k in stats[next(iter(dataset))]}
+    return stats
+
+
+def _flat(stats: dict[str, Any]) -> dict[str, Any]:
+    return {
+        f"{split}/{k}": v
+        for split, values in stats.items()
+        if isinstance(values, dict) and split != "source"
+        for k, v in values.items()
+    }

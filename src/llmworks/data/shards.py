@@ -1,0 +1,106 @@
+"""Encoded token shards: the contract between the encode stage and every training stage.
+
+Layout of ``data/tokens/<tokenizer>/``:
+
+- ``<split>.bin``: all documents of the split, token ids back to back (``uint16`` when the
+  vocabulary fits, else ``uint32``), each document followed by the tokenizer's end-of-text
+  id, so a causal LM can read contiguous windows straight from a memory map.
+- ``<split>.offsets.npy``: ``int64`` array of ``n_docs + 1`` positions; document ``i`` is
+  ``tokens[offsets[i]:offsets[i + 1]]`` (its trailing separator included).
+- ``meta.json``: tokenizer hash, vocabulary size, dtype, separator id, counts per split.
+
+Readers go through :func:`open_shards`, which refuses shards made by another tokenizer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmworks.errors import LlmworksError
+
+SPLITS = ("train", "validation", "test")
+META_FILE = "meta.json"
+
+
+def tokenizer_hash(tokenizer_json: str | Path) -> str:
+    """Content hash of a ``tokenizer.json``; shards record it to detect a stale tokenizer."""
+    return hashlib.sha256(Path(tokenizer_json).read_bytes()).hexdigest()
+
+
+def dtype_for_vocab(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
+
+
+@dataclass(frozen=True)
+class SplitTokens:
+    """One split: a read-only memory map of the token stream plus its document offsets."""
+
+    tokens: np.memmap
+    offsets: np.ndarray
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    def document(self, i: int, keep_separator: bool = False) -> np.ndarray:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return np.asarray(self.tokens[start : end if keep_separator else end - 1])
+
+
+@dataclass(frozen=True)
+class TokenShards:
+    """All splits of one tokenizer's encoded corpus."""
+
+    root: Path
+    meta: dict
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.meta["vocab_size"])
+
+    @property
+    def separator_id(self) -> int:
+        return int(self.meta["separator_id"])
+
+    @property
+    def bytes_per_token(self) -> dict[str, float]:
+        """UTF-8 bytes of text per token in each split: turns nats/token into bits/byte."""
+        return {s: v["bytes"] / max(v["tokens"], 1) for s, v in self.meta["splits"].items()}
+
+    def split(self, name: str) -> SplitTokens:
+        if name not in self.meta["splits"]:
+            raise LlmworksError(
+                f"{self.root}: no split {name!r} (have {sorted(self.meta['splits'])})"
+            )
+        tokens = np.memmap(self.root / f"{name}.bin", dtype=np.dtype(self.meta["dtype"]), mode="r")
+        offsets = np.load(self.root / f"{name}.offsets.npy")
+        return SplitTokens(tokens=tokens, offsets=offsets)
+
+
+def open_shards(root: str | Path, tokenizer_json: str | Path | None = None) -> TokenShards:
+    """Open encoded shards; with ``tokenizer_json``, refuse shards made by a different tokenizer."""
+    root = Path(root)
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        raise LlmworksError(
+            f"{root}: no {META_FILE}; run the encode stage first (dvc repro encode)"
+        )
+    meta = json.loads(meta_path.read_text())
+    if tokenizer_json is not None:
+        expected = tokenizer_hash(tokenizer_json)
+        if meta.get("tokenizer_sha256") != expected:
+            raise LlmworksError(
+                f"{root} was encoded with a different tokenizer than {tokenizer_json} "
+                f"(sha256 {str(meta.get('tokenizer_sha256'))[:12]}… != {expected[:12]}…); "
+                "re-run the encode stage"
+            )
+    return TokenShards(root=root, meta=meta)

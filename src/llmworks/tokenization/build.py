@@ -1,0 +1,118 @@
+"""The three tokenizer families of the course, built with Hugging Face ``tokenizers``.
+
+- ``bpe``: byte-level BPE as in GPT-2: every string round-trips, no unknown token ever.
+- ``wordpiece``: BERT's WordPiece with ``##`` continuations and ``[CLS] … [SEP]`` framing.
+- ``unigram``: SentencePiece-style unigram LM over ``▁``-marked pieces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import trainers as tk_trainers
+
+from llmworks.errors import LlmworksError
+
+TYPES = ("bpe", "wordpiece", "unigram")
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """What a tokenizer config says; the trainer reads nothing else."""
+
+    type: str
+    vocab_size: int
+    min_frequency: int = 2
+    lowercase: bool = False
+    special_tokens: list[str] = field(
+        default_factory=lambda: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|endoftext|>"]
+    )
+    unk_token: str = "[UNK]"
+    eot_token: str = "<|endoftext|>"
+    # WordPiece/unigram: most distinct characters kept as initial symbols.
+    limit_alphabet: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise LlmworksError(f"tokenizer type must be one of {TYPES}, not {self.type!r}")
+        for token in (self.unk_token, self.eot_token):
+            if token not in self.special_tokens:
+                raise LlmworksError(f"{token!r} must be listed in the tokenizer's special_tokens")
+        if self.type == "bpe" and self.vocab_size < self.min_vocab_size:
+            raise LlmworksError(
+                f"vocab_size={self.vocab_size} is smaller than the byte-level alphabet plus "
+                f"special tokens ({self.min_vocab_size}); raise vocab_size"
+            )
+
+    @property
+    def min_vocab_size(self) -> int:
+        return (256 if self.type == "bpe" else 1) + len(self.special_tokens)
+
+
+def build_tokenizer(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
+    """An untrained tokenizer and its trainer, ready for ``train_from_iterator``."""
+    return {"bpe": _byte_level_bpe, "wordpiece": _wordpiece, "unigram": _unigram}[spec.type](spec)
+
+
+def _byte_level_bpe(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
+    tok = Tokenizer(models.BPE())
+    # No normalizer: byte-level BPE must give back exactly the bytes it was given.
+    if spec.lowercase:
+        tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = tk_trainers.BpeTrainer(
+        vocab_size=spec.vocab_size,
+        min_frequency=spec.min_frequency,
+        special_tokens=list(spec.special_tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=True,
+    )
+    return tok, trainer
+
+
+def _wordpiece(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
+    tok = Tokenizer(models.WordPiece(unk_token=spec.unk_token))
+    tok.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=spec.lowercase
+    )
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece(prefix="##")
+    trainer = tk_trainers.WordPieceTrainer(
+        vocab_size=spec.vocab_size,
+        min_frequency=spec.min_frequency,
+        special_tokens=list(spec.special_tokens),
+        limit_alphabet=spec.limit_alphabet,
+        continuing_subword_prefix="##",
+        show_progress=True,
+    )
+    return tok, trainer
+
+
+def _unigram(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
+    tok = Tokenizer(models.Unigram())
+    steps = [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+    if spec.lowercase:
+        steps.append(normalizers.Lowercase())
+    tok.normalizer = normalizers.Sequence(steps)
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = tk_trainers.UnigramTrainer(
+        vocab_size=spec.vocab_size,
+        special_tokens=list(spec.special_tokens),
+        unk_token=spec.unk_token,
+        show_progress=True,
+    )
+    return tok, trainer
+
+
+def add_bert_framing(tok: Tokenizer, cls: str = "[CLS]", sep: str = "[SEP]") -> None:
+    """``[CLS] A [SEP]`` (and ``[CLS] A [SEP] B [SEP]`` for pairs), as BERT expects."""
+    cls_id, sep_id = tok.token_to_id(cls), tok.token_to_id(sep)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, cls_id), (sep, sep_id)],
+    )

@@ -1,0 +1,145 @@
+"""Stage 2 — train each configured tokenizer on the train split and measure it on validation."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import datasets
+from omegaconf import DictConfig, OmegaConf
+from tokenizers import Tokenizer
+
+from llmworks.corpus.prepare import load_corpus
+from llmworks.errors import LlmworksError
+from llmworks.io import write_json
+from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+from llmworks.tracking import log_metrics, wandb_run
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_FILE = "tokenizer.json"
+STATS_FILE = "tokenizer_stats.json"
+
+
+def tokenizer_dir(cfg: DictConfig, name: str) -> Path:
+    return Path(cfg.paths.data) / "tokenizers" / name
+
+
+def tokenizer_path(cfg: DictConfig, name: str) -> Path:
+    return tokenizer_dir(cfg, name) / TOKENIZER_FILE
+
+
+def load_tokenizer(cfg: DictConfig, name: str) -> Tokenizer:
+    path = tokenizer_path(cfg, name)
+    if not path.is_file():
+        raise LlmworksError(f"{path} does not exist; run the tokenizer stage (dvc repro)")
+    return Tokenizer.from_file(str(path))
+
+
+def selected_tokenizers(cfg: DictConfig) -> list[str]:
+    """The tokenizers a stage should handle: ``+only=<name>`` (how DVC runs one stage
+    instance per tokenizer) or every tokenizer the experiment lists."""
+    names = list(cfg.tokenizers)
+    only = cfg.get("only")
+    if only is None:
+        return names
+    wanted = [only] if isinstance(only, str) else list(only)
+    unknown = [n for n in wanted if n not in names]
+    if unknown:
+        raise LlmworksError(f"only={unknown} names no configured tokenizer (have {names})")
+    return wanted
+
+
+def spec_from_config(node: DictConfig) -> TokenizerSpec:
+    values = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(values, dict)
+    fields = set(TokenizerSpec.__dataclass_fields__)
+    extra = {k for k in values if k not in fields and k not in {"bert_framing"}}
+    if extra:
+        raise LlmworksError(f"unknown tokenizer option(s) {sorted(extra)}; known: {sorted(fields)}")
+    values.pop("bert_framing", None)
+    return TokenizerSpec(**values)
+
+
+def batch_iterator(split: datasets.Dataset, batch_size: int = 1000) -> Iterator[list[str]]:
+    """Texts in batches straight from the Arrow table: the corpus is never one big string."""
+    for start in range(0, len(split), batch_size):
+        yield split[start : start + batch_size]["text"]
+
+
+def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset, bert_framing: bool = False):
+    """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet."""
+    tok, trainer = build_tokenizer(spec)
+    try:
+        tok.train_from_iterator(batch_iterator(train), trainer=trainer, length=len(train))
+    except Exception as exc:  # the Rust trainer reports a too-small vocabulary as a bare Exception
+        if "not large enough" in str(exc):
+            raise LlmworksError(
+                f"vocab_size={spec.vocab_size} is too small for the {spec.type} tokenizer: {exc}; "
+                "raise vocab_size"
+            ) from exc
+        raise
+    got = tok.get_vocab_size()
+    if got > spec.vocab_size:
+        raise LlmworksError(
+            f"vocab_size={spec.vocab_size} is smaller than the alphabet of the corpus plus "
+            f"special tokens ({got} symbols are needed before any merge); raise vocab_size"
+        )
+    if bert_framing:
+        add_bert_framing(tok)
+    return tok
+
+
+def tokenizer_stats(tok: Tokenizer, texts: datasets.Dataset, spec: TokenizerSpec) -> dict[str, Any]:
+    """Compression and coverage on held-out text, comparable across tokenizer types."""
+    unk_id = tok.token_to_id(spec.unk_token)
+    n_tokens = n_bytes = n_words = n_unk = 0
+    used: set[int] = set()
+    for batch in batch_iterator(texts):
+        for text, enc in zip(batch, tok.encode_batch(batch, add_special_tokens=False), strict=True):
+            ids = enc.ids
+            n_tokens += len(ids)
+            n_bytes += len(text.encode("utf-8"))
+            n_words += len(text.split())
+            n_unk += sum(1 for i in ids if i == unk_id)
+            used.update(ids)
+    vocab = tok.get_vocab_size()
+    return {
+        "type": spec.type,
+        "vocab_size": vocab,
+        "tokens": n_tokens,
+        "bytes_per_token": n_bytes / max(n_tokens, 1),
+        "tokens_per_word": n_tokens / max(n_words, 1),
+        "unk_rate": n_unk / max(n_tokens, 1),
+        "vocab_used": len(used) / vocab,
+    }
+
+
+def run_tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """Train the selected tokenizers, save ``tokenizer.json`` + stats for each."""
+    corpus = load_corpus(cfg)
+    results = {}
+    for name in selected_tokenizers(cfg):
+        node = cfg.tokenizers[name]
+        spec = spec_from_config(node)
+        start = time.perf_counter()
+        tok = train_tokenizer(spec, corpus["train"], bert_framing=bool(node.get("bert_framing")))
+        seconds = time.perf_counter() - start
+        stats = tokenizer_stats(tok, corpus["validation"], spec)
+        stats["train_seconds"] = round(seconds, 3)
+        out = tokenizer_dir(cfg, name)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, suffix=".json", delete=False) as f:
+            staged = Path(f.name)
+        tok.save(str(staged))
+        staged.replace(out / TOKENIZER_FILE)
+        write_json(out / STATS_FILE, stats)
+        with wandb_run(cfg, f"train_tokenizer-{name}") as run:
+            log_metrics(run, stats, prefix=f"tokenizer/{name}/")
+        log.info("tokenizer %s: %s", name, stats)
+        results[name] = stats
+    return results

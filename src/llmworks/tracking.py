@@ -1,0 +1,102 @@
+"""Weights & Biases runs for every stage, set up so that logging can never break training.
+
+One run per stage per experiment: ``group`` is the experiment (``DVC_EXP_NAME`` when DVC
+runs it, else ``experiment_name``), ``job_type`` the stage, and the config is the full
+resolved one. Offline unless told otherwise; a failure to start W&B logs a warning and the
+stage goes on without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def experiment_group(cfg: DictConfig) -> str:
+    return os.environ.get("DVC_EXP_NAME") or str(cfg.get("experiment_name", "default"))
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def _mode(cfg: DictConfig) -> str:
+    return os.environ.get("WANDB_MODE") or str(cfg.logger.get("mode", "offline"))
+
+
+def _run_kwargs(cfg: DictConfig, job_type: str) -> dict[str, Any]:
+    wandb_dir = Path(str(cfg.logger.get("dir", ".")))
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    return dict(
+        project=str(cfg.logger.project),
+        entity=cfg.logger.get("entity"),
+        group=experiment_group(cfg),
+        job_type=job_type,
+        name=f"{experiment_group(cfg)}-{job_type}",
+        tags=list(cfg.logger.get("tags") or []),
+        dir=str(wandb_dir),
+        mode=_mode(cfg),
+        config=resolved_config(cfg),
+    )
+
+
+def wandb_logger(cfg: DictConfig, job_type: str):
+    """A Lightning ``WandbLogger`` for a training stage, or ``None`` when W&B is disabled or
+    cannot start. Lightning creates the run on rank 0 only, so DDP gives one run."""
+    if _mode(cfg) == "disabled":
+        return None
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+
+        kwargs = _run_kwargs(cfg, job_type)
+        return WandbLogger(log_model=False, save_dir=kwargs.pop("dir"), **kwargs)
+    except Exception as exc:  # logging must never stop training
+        warnings.warn(f"W&B logger unavailable, continuing without it: {exc}", stacklevel=2)
+        return None
+
+
+@contextmanager
+def wandb_run(cfg: DictConfig, job_type: str) -> Iterator[Any]:
+    """A W&B run for a stage that is not a Lightning fit (corpus, tokenizer, evaluation).
+
+    Yields the run, or ``None`` when W&B is disabled or failed to start; always finishes the
+    run so that multirun jobs do not share one.
+    """
+    run = None
+    if _mode(cfg) != "disabled":
+        try:
+            import wandb
+
+            run = wandb.init(reinit="finish_previous", **_run_kwargs(cfg, job_type))
+        except Exception as exc:
+            warnings.warn(f"W&B unavailable, continuing without it: {exc}", stacklevel=2)
+            run = None
+    try:
+        yield run
+    finally:
+        if run is not None:
+            try:
+                run.finish()
+            except Exception as exc:
+                log.warning("W&B finish failed: %s", exc)
+
+
+def log_metrics(run: Any, metrics: dict[str, Any], prefix: str = "") -> None:
+    """Log flat numeric metrics to a run (if any) and put them in its summary."""
+    if run is None:
+        return
+    flat = {f"{prefix}{k}": v for k, v in metrics.items() if isinstance(v, int | float)}
+    try:
+        run.log(flat)
+        run.summary.update(flat)
+    except Exception as exc:
+        log.warning("W&B logging failed: %s", exc)

@@ -1,0 +1,107 @@
+"""Shared fixtures: every test runs offline, writes only under tmp_path, and drives the real
+entry points (`python pipelines/<stage>.py ...`) the way a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+OFFLINE_ENV = {
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "WANDB_MODE": "offline",
+    "WANDB_SILENT": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    home = tmp_path_factory.mktemp("home")
+    for key, value in OFFLINE_ENV.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("WANDB_DIR", str(home / "wandb"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(home / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(home / "wandb-config"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf-datasets"))
+
+
+def run_stage(
+    script: str,
+    *overrides: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess:
+    """Run `python pipelines/<script>.py overrides...` and return the finished process."""
+    full_env = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / f"{script}.py"), *overrides],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def stage_paths(root: Path) -> list[str]:
+    """Overrides that send every artifact of a direct run under ``root``."""
+    return [
+        f"paths.data={root / 'data'}",
+        f"paths.models={root / 'models'}",
+        f"paths.metrics={root / 'metrics'}",
+        f"paths.report={root / 'report'}",
+        f"logger.dir={root}",
+        "hydra.run.dir=" + str(root / "hydra"),
+    ]
+
+
+SAMPLE_PARAGRAPHS = [
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Language models learn the statistics of text from very large corpora.",
+    "A tokenizer splits raw text into pieces that a model can embed.",
+    "Word vectors place words with similar neighbours close together in space.",
+    "Masked language models predict hidden words from both sides of the context.",
+    "Causal language models predict the next token from everything before it.",
+    "Paris is the capital of France and Berlin is the capital of Germany.",
+    "The cat sat on the mat while the dog slept by the warm fire.",
+    "Rivers flow to the sea, carrying water from mountains to the coast.",
+    "Scientists measure the speed of light with great precision in the laboratory.",
+    "Music and mathematics share patterns of rhythm, symmetry and proportion.",
+    "Emoji 🙂 and CJK text 漢字 must survive a byte-level round trip intact.",
+]
+
+
+@pytest.fixture
+def text_corpus(tmp_path: Path) -> Path:
+    """A small local corpus: two UTF-8 text files with blank-line separated paragraphs."""
+    root = tmp_path / "corpus_files"
+    root.mkdir()
+    for f in range(2):
+        paras = [
+            f"{p} Document {f}-{i} adds its own words: alpha{i} beta{f}."
+            for i, p in enumerate(SAMPLE_PARAGRAPHS * 3)
+        ]
+        (root / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    return root
+
+
+def local_corpus_overrides(files: Path | str, vocab: int = 400) -> list[str]:
+    return [
+        "corpus=local",
+        f"corpus.data_files={files}",
+        "corpus.split.validation=0.2",
+        "corpus.split.test=0.2",
+        f"tokenizers.bpe.vocab_size={max(vocab, 300)}",
+        f"tokenizers.wordpiece.vocab_size={vocab}",
+        f"tokenizers.unigram.vocab_size={vocab}",
+        "encode.num_proc=1",
+    ]

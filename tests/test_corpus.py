@@ -1,0 +1,190 @@
+"""Stage 1: corpus loading, cleaning, splitting and its failure modes, through the entry point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+from omegaconf import OmegaConf
+
+from llmworks.corpus.clean import assign_split, document_hash, normalize_text
+from llmworks.corpus.sources import _group_wikitext, load_documents
+from llmworks.corpus.wiki_sample import clean_article, iter_articles
+
+from conftest import local_corpus_overrides, run_stage, stage_paths
+
+
+def test_normalize_text_nfc_whitespace_and_paragraphs() -> None:
+    raw = "Cafe\u0301  au\tlait\r\n\r\n\r\n\r\nsecond   para \n"
+    assert normalize_text(raw) == "Caf\u00e9 au lait\n\nsecond para"
+
+
+def test_split_depends_only_on_the_document() -> None:
+    docs = [f"document number {i}" for i in range(2000)]
+    splits = [assign_split(document_hash(d), 0.1, 0.1) for d in docs]
+    again = [assign_split(document_hash(d), 0.1, 0.1) for d in reversed(docs)][::-1]
+    assert splits == again
+    share = {s: splits.count(s) / len(docs) for s in ("train", "validation", "test")}
+    assert 0.07 < share["validation"] < 0.13 and 0.07 < share["test"] < 0.13
+
+
+def test_clean_article_strips_wiki_leftovers() -> None:
+    markup = (
+        "'''Foo''' is a ''bar'' ( ) thing.\n\n==History==\nIt began [[long|long ago]].\n"
+        "* a list item with enough words in it\n* x\n[[File:pic.jpg|thumb|caption]]\n"
+        "==References==\n* Some book, 1999.\n==See also==\n* Other\n"
+    )
+    text = clean_article(markup)
+    assert "'" not in text and "==" not in text and "()" not in text
+    assert text.startswith("Foo is a bar thing.")
+    assert "It began long ago." in text
+    assert "a list item with enough words in it" in text
+    assert "Some book" not in text and "Other" not in text
+
+
+def test_embedded_wiki_sample_is_real_prose() -> None:
+    articles = list(iter_articles())
+    words = sum(len(a["text"].split()) for a in articles)
+    assert 100 <= len(articles) <= 110
+    assert 400_000 < words < 500_000
+    anarchism = next(a for a in articles if a["title"] == "Anarchism")
+    assert anarchism["text"].startswith("Anarchism is a political philosophy")
+    assert "'''" not in anarchism["text"] and "==" not in anarchism["text"]
+
+
+def test_wikitext_lines_regroup_into_articles() -> None:
+    lines = [
+        "",
+        " = Alpha = ",
+        "",
+        " First para . ",
+        " = = Sub = = ",
+        " More . ",
+        " = Beta = ",
+        " Other text . ",
+    ]
+    docs = [d["text"] for d in _group_wikitext(lines)]
+    assert docs == ["First para .\n\nMore .", "Other text ."]
+
+
+def test_prepare_local_corpus_through_entry_point(tmp_path: Path, text_corpus: Path) -> None:
+    dup = text_corpus / "dup.txt"
+    dup.write_text((text_corpus / "part0.txt").read_text() + "\n\n   \n\n", encoding="utf-8")
+    result = run_stage(
+        "prepare_corpus", *stage_paths(tmp_path), *local_corpus_overrides(f"{text_corpus}/*.txt")
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "data" / "corpus"
+    ds = datasets.load_from_disk(str(out / "dataset"))
+    stats = json.loads((out / "corpus_stats.json").read_text())
+    assert set(ds) == {"train", "validation", "test"}
+    texts = [t for s in ds for t in ds[s]["text"]]
+    assert len(texts) == len(set(texts)) == 72  # duplicates from dup.txt dropped
+    assert all(texts)
+    assert stats["total"]["documents"] == 72
+    assert stats["train"]["words"] == sum(len(t.split()) for t in ds["train"]["text"])
+    assert stats["validation"]["bytes"] == sum(len(t.encode()) for t in ds["validation"]["text"])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_local_json_and_parquet(tmp_path: Path, fmt: str) -> None:
+    rows = [{"body": f"Document {i} talks about topic {i % 7} at some length."} for i in range(40)]
+    path = tmp_path / f"docs.{fmt}"
+    datasets.Dataset.from_list(rows).to_json(
+        path
+    ) if fmt == "jsonl" else datasets.Dataset.from_list(rows).to_parquet(path)
+    corpus = OmegaConf.create(
+        {"source": "local", "data_files": str(path), "format": "auto", "text_field": "body"}
+    )
+    ds = load_documents(corpus, tmp_path / "work")
+    assert ds.column_names == ["text"] and ds["text"] == [r["body"] for r in rows]
+
+
+def _assert_user_error(result, *needles: str) -> None:
+    assert result.returncode != 0
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+def test_bad_inputs_fail_clearly_and_keep_earlier_outputs(
+    tmp_path: Path, text_corpus: Path
+) -> None:
+    paths = stage_paths(tmp_path)
+    ok = run_stage("prepare_corpus", *paths, *local_corpus_overrides(text_corpus))
+    assert ok.returncode == 0, ok.stderr
+    dataset_dir = tmp_path / "data" / "corpus" / "dataset"
+    before = sorted(p.name for p in dataset_dir.iterdir())
+    stats_before = (tmp_path / "data" / "corpus" / "corpus_stats.json").read_text()
+
+    missing = run_stage(
+        "prepare_corpus", *paths, *local_corpus_overrides(tmp_path / "nope" / "*.txt")
+    )
+    _assert_user_error(missing, "no file matches", "nope")
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "a.txt").write_text("\n\n   \n", encoding="utf-8")
+    _assert_user_error(
+        run_stage("prepare_corpus", *paths, *local_corpus_overrides(empty / "a.txt")),
+        "no non-empty documents",
+    )
+
+    latin = tmp_path / "latin1"
+    latin.mkdir()
+    (latin / "a.txt").write_bytes(
+        "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n\n".encode("latin-1") * 20
+    )
+    _assert_user_error(
+        run_stage("prepare_corpus", *paths, *local_corpus_overrides(latin / "a.txt")),
+        "not valid UTF-8",
+        "corpus.encoding",
+    )
+
+    unknown = run_stage("prepare_corpus", *paths, "corpus.no_such_key=1")
+    _assert_user_error(unknown, "corpus.no_such_key")
+
+    assert sorted(p.name for p in dataset_dir.iterdir()) == before
+    assert (tmp_path / "data" / "corpus" / "corpus_stats.json").read_text() == stats_before
+
+
+def test_latin1_corpus_loads_with_its_encoding(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes("Caf\u00e9 cr\u00e8me\n\nna\u00efve text\n".encode("latin-1"))
+    corpus = OmegaConf.create(
+        {
+            "source": "local",
+            "data_files": str(tmp_path / "a.txt"),
+            "format": "auto",
+            "text_field": "text",
+            "sample_by": "paragraph",
+            "encoding": "latin-1",
+            "encoding_errors": "strict",
+        }
+    )
+    texts = load_documents(corpus, tmp_path / "work")["text"]
+    assert [t.strip() for t in texts] == ["Caf\u00e9 cr\u00e8me", "na\u00efve text"]
+
+
+def test_hub_corpus_offline_fails_fast_with_a_local_hint(tmp_path: Path) -> None:
+    result = run_stage("prepare_corpus", *stage_paths(tmp_path), "corpus=wikitext2", timeout=60)
+    _assert_user_error(result, "wikitext", "corpus=local")
+
+
+def test_hub_corpus_without_network_fails_fast_even_without_offline_flag(tmp_path: Path) -> None:
+    import time
+
+    start = time.monotonic()
+    result = run_stage(
+        "prepare_corpus",
+        *stage_paths(tmp_path),
+        "corpus=tinystories",
+        env={
+            "HF_DATASETS_OFFLINE": "0",
+            "HF_HUB_OFFLINE": "0",
+            "HF_ENDPOINT": "https://127.0.0.1:9",
+        },
+        timeout=60,
+    )
+    _assert_user_error(result, "unreachable", "corpus=local")
+    assert time.monotonic() - start < 30

@@ -1,0 +1,126 @@
+"""The pipeline through DVC, in a throwaway copy of the repository: `dvc exp run -S ...`
+composes conf/ into params.yaml and the stages use the overridden values; `dvc repro` uses
+params.yaml as it is; stage params isolate the stages from each other's knobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import OFFLINE_ENV, REPO
+
+pytestmark = pytest.mark.slow
+
+# Top-level entries that are outputs or local state, not part of the project.
+_SKIP_TOP = {
+    ".git",
+    ".venv",
+    "data",
+    "models",
+    "metrics",
+    "report",
+    "wandb",
+    "outputs",
+    "multirun",
+    "dvc.lock",
+}
+_SKIP_ANY = {".pytest_cache", ".ruff_cache", "__pycache__", "tmp"}
+
+
+def _ignore(directory: str, names: list[str]) -> list[str]:
+    top = Path(directory) == REPO
+    return [n for n in names if n in _SKIP_ANY or (top and n in _SKIP_TOP)]
+
+
+def _sh(
+    *cmd: str, cwd: Path, check: bool = True, timeout: float = 900
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, **OFFLINE_ENV}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, (
+            f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("repo") / "llmworks"
+    shutil.copytree(REPO, root, ignore=_ignore)
+    for cmd in (
+        ("git", "init", "-q"),
+        ("git", "add", "-A"),
+        ("git", "-c", "user.email=ci@llmworks", "-c", "user.name=ci", "commit", "-qm", "copy"),
+    ):
+        _sh(*cmd, cwd=root)
+    return root
+
+
+def _exp_show(repo: Path) -> list[dict]:
+    return json.loads(_sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
+
+
+def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
+    _sh("dvc", "exp", "run", "-n", "smoke-e2e", "-S", "experiment=smoke", cwd=repo)
+    stats = json.loads((repo / "data" / "corpus" / "corpus_stats.json").read_text())
+    assert stats["total"]["documents"] == 24  # experiment=smoke's corpus.max_documents
+    for name in ("bpe", "wordpiece", "unigram"):
+        tok_stats = json.loads((repo / f"data/tokenizers/{name}/tokenizer_stats.json").read_text())
+        assert tok_stats["vocab_size"] <= 600
+        meta = json.loads((repo / f"data/tokens/{name}/meta.json").read_text())
+        assert meta["splits"]["train"]["tokens"] > 1000
+    shown = json.dumps(_exp_show(repo))
+    assert "smoke-e2e" in shown and "bytes_per_token" in shown
+
+    # dvc repro uses params.yaml as it is (the smoke values now): nothing to redo.
+    status = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
+    assert status == {}
+    repro = _sh("dvc", "repro", cwd=repo)
+    assert "didn't change, skipping" in repro.stdout
+
+    # A knob of one tokenizer invalidates that tokenizer alone (its shards follow from it).
+    params = (repo / "params.yaml").read_text()
+    changed_params = yaml.safe_load(params)
+    changed_params["tokenizers"]["unigram"]["vocab_size"] = 601
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed_params, sort_keys=False))
+    changed = set(json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout))
+    assert changed == {"train_tokenizer@unigram"}
+    (repo / "params.yaml").write_text(params)
+
+
+def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corpus: Path) -> None:
+    _sh(
+        "dvc",
+        "exp",
+        "run",
+        "-n",
+        "local-e2e",
+        "-S",
+        "corpus=local",
+        "-S",
+        f"corpus.data_files={text_corpus}/*.txt",
+        "-S",
+        "corpus.split.validation=0.2",
+        "-S",
+        "corpus.split.test=0.2",
+        "-S",
+        "tokenizers.bpe.vocab_size=333",
+        "-S",
+        "tokenizers.wordpiece.vocab_size=300",
+        "-S",
+        "tokenizers.unigram.vocab_size=300",
+        cwd=repo,
+    )
+    stats = json.loads((repo / "data" / "corpus" / "corpus_stats.json").read_text())
+    assert stats["source"]["name"] == "local" and stats["total"]["documents"] == 72
+    bpe = json.loads((repo / "data/tokenizers/bpe/tokenizer_stats.json").read_text())
+    assert bpe["vocab_size"] == 333
+    shown = json.dumps(_exp_show(repo))
+    assert "local-e2e" in shown and "smoke-e2e" in shown

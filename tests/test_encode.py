@@ -1,0 +1,58 @@
+"""Stage 3: token shards decode back to the corpus, and stale shards are refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from llmworks.data.shards import open_shards
+from llmworks.errors import LlmworksError
+
+from conftest import local_corpus_overrides, run_stage, stage_paths
+
+
+@pytest.fixture
+def encoded(tmp_path: Path, text_corpus: Path) -> Path:
+    overrides = [*stage_paths(tmp_path), *local_corpus_overrides(text_corpus), "encode.num_proc=2"]
+    for script in ("prepare_corpus", "train_tokenizer", "encode"):
+        result = run_stage(script, *overrides)
+        assert result.returncode == 0, result.stderr
+    return tmp_path / "data"
+
+
+def test_shards_hold_every_document_in_order(encoded: Path) -> None:
+    corpus = datasets.load_from_disk(str(encoded / "corpus" / "dataset"))
+    for name in ("bpe", "wordpiece", "unigram"):
+        tok_path = encoded / "tokenizers" / name / "tokenizer.json"
+        tok = Tokenizer.from_file(str(tok_path))
+        shards = open_shards(encoded / "tokens" / name, tok_path)
+        meta = json.loads((encoded / "tokens" / name / "meta.json").read_text())
+        assert meta["dtype"] == "uint16" and shards.vocab_size == tok.get_vocab_size()
+        for split in ("train", "validation", "test"):
+            part = shards.split(split)
+            texts = corpus[split]["text"]
+            assert part.n_docs == len(texts) == meta["splits"][split]["docs"]
+            assert part.n_tokens == meta["splits"][split]["tokens"]
+            assert meta["splits"][split]["bytes"] == sum(len(t.encode()) for t in texts)
+            for i in (0, len(texts) - 1):
+                expected = tok.encode(texts[i], add_special_tokens=False).ids
+                assert part.document(i).tolist() == expected
+                assert int(part.document(i, keep_separator=True)[-1]) == shards.separator_id
+    bpe = open_shards(encoded / "tokens" / "bpe")
+    doc = bpe.split("train").document(0)
+    tok = Tokenizer.from_file(str(encoded / "tokenizers" / "bpe" / "tokenizer.json"))
+    assert tok.decode(doc.tolist()) == corpus["train"][0]["text"]
+    assert np.all(np.diff(bpe.split("train").offsets) > 0)
+
+
+def test_shards_from_another_tokenizer_are_refused(encoded: Path) -> None:
+    other = encoded / "tokenizers" / "wordpiece" / "tokenizer.json"
+    with pytest.raises(LlmworksError, match="different tokenizer"):
+        open_shards(encoded / "tokens" / "bpe", other)
+    with pytest.raises(LlmworksError, match="encode stage"):
+        open_shards(encoded / "tokens" / "missing")

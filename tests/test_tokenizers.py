@@ -1,0 +1,96 @@
+"""Stage 2: the three tokenizers, trained through the entry point, and their stats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tokenizers import Tokenizer
+
+from conftest import local_corpus_overrides, run_stage, stage_paths
+
+
+@pytest.fixture
+def trained(tmp_path: Path, text_corpus: Path) -> tuple[Path, list[str]]:
+    overrides = [*stage_paths(tmp_path), *local_corpus_overrides(text_corpus)]
+    for script in ("prepare_corpus", "train_tokenizer"):
+        result = run_stage(script, *overrides)
+        assert result.returncode == 0, result.stderr
+    return tmp_path / "data" / "tokenizers", overrides
+
+
+def test_trains_all_three_with_stats(trained: tuple[Path, list[str]]) -> None:
+    root, _ = trained
+    for name in ("bpe", "wordpiece", "unigram"):
+        tok = Tokenizer.from_file(str(root / name / "tokenizer.json"))
+        stats = json.loads((root / name / "tokenizer_stats.json").read_text())
+        assert stats["type"] == name
+        assert stats["vocab_size"] == tok.get_vocab_size() <= 400
+        assert 1.0 < stats["bytes_per_token"] < 10
+        assert 1.0 <= stats["tokens_per_word"] < 5
+        assert 0 < stats["vocab_used"] <= 1
+        for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|endoftext|>"):
+            assert tok.token_to_id(special) is not None
+    assert json.loads((root / "bpe" / "tokenizer_stats.json").read_text())["unk_rate"] == 0
+
+
+def test_byte_level_bpe_round_trips_arbitrary_unicode(trained: tuple[Path, list[str]]) -> None:
+    tok = Tokenizer.from_file(str(trained[0] / "bpe" / "tokenizer.json"))
+    samples = [
+        "Hello, world!  Two  spaces,\ttabs\nand newlines.",
+        "Emoji 🙂👍🏽🧑‍🚀 and flags 🇫🇷",
+        "漢字かなカナ 한국어 العربية עברית Ελληνικά",
+        "  leading and trailing  ",
+        "Cafe\u0301 (not NFC) vs Caf\u00e9",
+        "",
+    ]
+    for text in samples:
+        ids = tok.encode(text).ids
+        assert tok.decode(ids, skip_special_tokens=False) == text
+        assert tok.token_to_id("[UNK]") not in ids
+
+
+def test_wordpiece_frames_with_cls_and_sep(trained: tuple[Path, list[str]]) -> None:
+    tok = Tokenizer.from_file(str(trained[0] / "wordpiece" / "tokenizer.json"))
+    enc = tok.encode("The Quick brown fox")
+    assert enc.tokens[0] == "[CLS]" and enc.tokens[-1] == "[SEP]"
+    assert "the" in enc.tokens  # lower-cased
+
+
+def test_vocab_smaller_than_alphabet_fails_and_keeps_old_tokenizer(
+    trained: tuple[Path, list[str]],
+) -> None:
+    root, overrides = trained
+    before = (root / "wordpiece" / "tokenizer.json").read_bytes()
+    for name, size in (("bpe", 100), ("wordpiece", 20), ("unigram", 10)):
+        result = run_stage(
+            "train_tokenizer", *overrides, f"+only={name}", f"tokenizers.{name}.vocab_size={size}"
+        )
+        assert result.returncode != 0
+        assert f"vocab_size={size}" in result.stderr and "raise vocab_size" in result.stderr
+    assert (root / "wordpiece" / "tokenizer.json").read_bytes() == before
+
+
+def test_only_selects_one_tokenizer_and_rejects_unknown(trained: tuple[Path, list[str]]) -> None:
+    root, overrides = trained
+    result = run_stage("train_tokenizer", *overrides, "+only=nope")
+    assert result.returncode != 0 and "nope" in result.stderr
+
+
+def test_multirun_sweeps_vocab_size(tmp_path: Path, trained: tuple[Path, list[str]]) -> None:
+    _, overrides = trained
+    overrides = [o for o in overrides if not o.startswith("hydra.run.dir")]
+    result = run_stage(
+        "train_tokenizer",
+        "-m",
+        *overrides,
+        "+only=bpe",
+        "tokenizers.bpe.vocab_size=300,350",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "sweep" / "0").is_dir() and (tmp_path / "sweep" / "1").is_dir()
+    # The last job wins the shared output path; its vocabulary is the last value.
+    stats = json.loads((trained[0] / "bpe" / "tokenizer_stats.json").read_text())
+    assert stats["vocab_size"] <= 350
