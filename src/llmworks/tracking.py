@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +47,15 @@ def _run_kwargs(cfg: DictConfig, job_type: str) -> dict[str, Any]:
         dir=str(wandb_dir),
         mode=_mode(cfg),
         config=resolved_config(cfg),
+        settings=_settings(),
     )
+
+
+def _settings() -> Any:
+    import wandb
+
+    # A short summary at the end instead of the per-metric sparkline table.
+    return wandb.Settings(quiet=True)
 
 
 def wandb_logger(cfg: DictConfig, job_type: str):
@@ -100,3 +109,30 @@ def log_metrics(run: Any, metrics: dict[str, Any], prefix: str = "") -> None:
         run.summary.update(flat)
     except Exception as exc:
         log.warning("W&B logging failed: %s", exc)
+
+
+def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
+    """Config, summary and state of an offline run, read back from its ``.wandb`` log.
+
+    Offline runs keep no ``wandb-summary.json``; ``wandb leet inspect`` replays the log.
+    """
+    import json
+    import shutil
+    import subprocess
+
+    exe = shutil.which("wandb") or str(Path(sys.executable).with_name("wandb"))
+    out = subprocess.run(
+        [exe, "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(out.stdout)
+
+
+def offline_runs(wandb_dir: str | Path) -> list[Path]:
+    """The offline run directories under a W&B directory, oldest first."""
+    root = Path(wandb_dir)
+    root = root / "wandb" if (root / "wandb").is_dir() else root
+    return sorted(root.glob("offline-run-*"))
