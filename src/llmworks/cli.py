@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from omegaconf import DictConfig
 
@@ -23,7 +23,3 @@ def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     except LlmworksError as exc:
         print(f"llmworks: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
-
-
-def generate_main(*args: Any) -> None:  # pragma: no cover - replaced by the GPT stage
-    raise SystemExit("llmworks-generate: use python pipelines/generate.py prompt=...")
