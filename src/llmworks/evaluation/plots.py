@@ -1,0 +1,114 @@
+"""Pictures for the report, as PNG files that open offline: training curves, a 2-D map of
+word vectors, attention heatmaps."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_metrics_csv(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Lightning ``CSVLogger`` rows -> ``{metric: (steps, values)}``, skipping blank cells."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    with Path(path).open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = row.get("step")
+            if step in (None, ""):
+                continue
+            for key, value in row.items():
+                if key in ("step", "epoch") or value in (None, ""):
+                    continue
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+                if math.isfinite(number):
+                    xs, ys = series.setdefault(key, ([], []))
+                    xs.append(float(step))
+                    ys.append(number)
+    return {k: (np.asarray(x), np.asarray(y)) for k, (x, y) in series.items()}
+
+
+def plot_training_curves(
+    logs: dict[str, str | Path], out: str | Path, metrics: Sequence[str] = ("loss",)
+) -> Path | None:
+    """One panel per model: every logged series whose name contains one of ``metrics``."""
+    found = {name: read_metrics_csv(p) for name, p in logs.items() if Path(p).is_file()}
+    found = {n: s for n, s in found.items() if s}
+    if not found:
+        return None
+    fig, axes = plt.subplots(1, len(found), figsize=(5 * len(found), 3.6), squeeze=False)
+    for ax, (name, series) in zip(axes[0], found.items(), strict=True):
+        for key, (steps, values) in sorted(series.items()):
+            if any(m in key for m in metrics) and len(steps):
+                ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None)
+        ax.set_title(name)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_word_map(
+    words: Sequence[str], vectors: np.ndarray, out: str | Path, highlight: Sequence[str] = ()
+) -> Path:
+    """PCA of word vectors to 2-D, every word labelled; probe words in colour."""
+    x = np.asarray(vectors, dtype=np.float64)
+    x = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    xy = x @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(9, 7))
+    marked = set(highlight)
+    colors = ["tab:red" if w in marked else "tab:blue" for w in words]
+    ax.scatter(xy[:, 0], xy[:, 1], s=8, c=colors, alpha=0.6)
+    for (px, py), word in zip(xy, words, strict=True):
+        ax.annotate(
+            word,
+            (px, py),
+            fontsize=7 if word not in marked else 9,
+            color="tab:red" if word in marked else "0.25",
+        )
+    ax.set_title("Word2Vec: PCA of word vectors (probe words in red)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_attention(
+    attention: np.ndarray,
+    tokens: Sequence[str],
+    out: str | Path,
+    title: str,
+    layers_heads: Sequence[tuple[int, int]] | None = None,
+) -> Path:
+    """Heatmaps of attention weights ``[layer, head, query, key]`` for chosen (layer, head)."""
+    att = np.asarray(attention)
+    n_layer, n_head = att.shape[:2]
+    picks = list(layers_heads or [(0, 0), (n_layer - 1, 0), (n_layer - 1, n_head - 1)])
+    fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 4.2), squeeze=False)
+    for ax, (layer, head) in zip(axes[0], picks, strict=True):
+        ax.imshow(att[layer, head], cmap="viridis", vmin=0.0)
+        ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+        ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _save(fig, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -1,0 +1,78 @@
+"""The HTML report and its pictures: the page parses, every referenced file exists."""
+
+from __future__ import annotations
+
+import html.parser
+from pathlib import Path
+
+import numpy as np
+
+from llmworks.evaluation.plots import (
+    plot_attention,
+    plot_training_curves,
+    plot_word_map,
+    read_metrics_csv,
+)
+from llmworks.evaluation.report import Section, render, table_from_dict
+
+
+class _Refs(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def _csv(path: Path) -> Path:
+    path.write_text(
+        "epoch,step,train_loss,val_loss,lr\n0,0,5.0,,0.001\n0,1,4.0,,0.001\n"
+        "0,1,,4.5,\n0,2,3.5,,0.0005\n"
+    )
+    return path
+
+
+def test_metrics_csv_reads_sparse_lightning_rows(tmp_path: Path) -> None:
+    series = read_metrics_csv(_csv(tmp_path / "metrics.csv"))
+    assert series["train_loss"][1].tolist() == [5.0, 4.0, 3.5]
+    assert series["val_loss"][0].tolist() == [1.0] and series["val_loss"][1].tolist() == [4.5]
+
+
+def test_report_renders_with_all_pictures(tmp_path: Path) -> None:
+    curves = plot_training_curves(
+        {"gpt": _csv(tmp_path / "m.csv"), "none": tmp_path / "x.csv"},
+        tmp_path / "fig" / "curves.png",
+    )
+    words = [f"w{i}" for i in range(30)]
+    word_map = plot_word_map(
+        words,
+        np.random.default_rng(0).normal(size=(30, 8)),
+        tmp_path / "fig" / "map.png",
+        highlight=["w1"],
+    )
+    att = np.random.default_rng(0).random((2, 2, 5, 5))
+    heat = plot_attention(att, list("abcde"), tmp_path / "fig" / "att.png", "GPT")
+    for png in (curves, word_map, heat):
+        assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+    header, rows = table_from_dict(
+        {
+            "bpe": {"bytes_per_token": 3.5, "vocab": 8192},
+            "wordpiece": {"bytes_per_token": 3.9, "vocab": 8192},
+        }
+    )
+    section = Section(
+        "Tokenizers",
+        tables=[("test split", header, rows)],
+        figures=[("curves", curves), ("map", word_map), ("attention", heat)],
+        texts=[("sample", "Once upon a <time>")],
+    )
+    index = render("llmworks report", "experiment smoke", [section], tmp_path / "report")
+    parser = _Refs()
+    parser.feed(index.read_text())
+    assert parser.tags.count("table") == 1 and parser.tags.count("img") == 3
+    assert all((index.parent / ref).is_file() for ref in parser.refs)
+    assert "&lt;time&gt;" in index.read_text()
