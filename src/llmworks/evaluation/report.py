@@ -4,7 +4,6 @@ page that opens offline (no scripts, no CDN; images next to it)."""
 from __future__ import annotations
 
 import html
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +51,9 @@ def table_from_dict(rows: dict[str, dict[str, Any]]) -> tuple[list[str], list[li
 
 
 def render(title: str, subtitle: str, sections: list[Section], out_dir: str | Path) -> Path:
-    """Write ``index.html`` into ``out_dir``; figures are copied next to it."""
+    """Write ``index.html`` into ``out_dir``; figures outside it are copied next to it."""
     out_dir = Path(out_dir)
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     parts = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>",
@@ -71,10 +70,7 @@ def render(title: str, subtitle: str, sections: list[Section], out_dir: str | Pa
             parts += ["<tr>" + "".join(f"<td>{fmt(c)}</td>" for c in row) + "</tr>" for row in rows]
             parts.append("</table>")
         for caption, path in section.figures:
-            target = out_dir / "figures" / Path(path).name
-            if Path(path).resolve() != target.resolve():
-                shutil.copyfile(path, target)
-            rel = os.path.relpath(target, out_dir)
+            rel = _place(Path(path), out_dir)
             parts.append(
                 f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
@@ -86,3 +82,14 @@ def render(title: str, subtitle: str, sections: list[Section], out_dir: str | Pa
     index = out_dir / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
     return index
+
+
+def _place(path: Path, out_dir: Path) -> str:
+    """A figure's path relative to the page, copying it under ``figures/`` if it lives elsewhere."""
+    try:
+        return path.resolve().relative_to(out_dir.resolve()).as_posix()
+    except ValueError:
+        target = out_dir / "figures" / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        return target.relative_to(out_dir).as_posix()
