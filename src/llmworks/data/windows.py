@@ -1,0 +1,158 @@
+"""Batches for a causal LM: contiguous windows read from the memory-mapped token shards.
+
+Training splits the train stream into non-overlapping windows of ``block_size + 1`` tokens
+(input and its one-token shift) and visits them in a seeded random order, a new permutation
+each epoch; under DDP each rank takes every ``world_size``-th window of that permutation, so
+ranks see different data and no window repeats within an epoch (the few windows that do not
+divide evenly are dropped). A run resumed from a mid-epoch checkpoint continues the epoch's
+order where it stopped, so it sees the same batches as an uninterrupted run. Validation uses a fixed, evenly spread set of windows, split
+between ranks without padding so the reduced loss counts every window exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from llmworks.data.shards import TokenShards, open_shards
+from llmworks.errors import LlmworksError
+
+
+class Windows(Dataset):
+    """Window ``i`` is ``tokens[starts[i] : starts[i] + block_size + 1]`` as ``(x, y)``.
+
+    The memory map is opened lazily in each process (dataloader workers, DDP ranks)."""
+
+    def __init__(self, path: Path, dtype: str, starts: np.ndarray, block_size: int):
+        self.path, self.dtype, self.starts, self.block_size = path, dtype, starts, block_size
+        self._tokens: np.memmap | None = None
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._tokens is None:
+            self._tokens = np.memmap(self.path, dtype=np.dtype(self.dtype), mode="r")
+        s = int(self.starts[i])
+        chunk = torch.from_numpy(self._tokens[s : s + self.block_size + 1].astype(np.int64))
+        return chunk[:-1], chunk[1:]
+
+
+class EvalSampler(DistributedSampler):
+    """Rank ``r`` of ``w`` takes items ``r, r + w, ...``: no padding, no duplicates.
+
+    A ``DistributedSampler`` subclass so Lightning does not wrap it in another one."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+class TrainSampler(DistributedSampler):
+    """``DistributedSampler`` (seeded permutation per epoch, every ``world_size``-th index per
+    rank) that can begin its next epoch at ``start``: a run resumed mid-epoch continues the
+    interrupted epoch where it stopped instead of repeating its first windows."""
+
+    start = 0
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(super().__iter__())
+        start, self.start = self.start, 0
+        return iter(indices[start:])
+
+
+class WindowDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        shards_root: str | Path,
+        tokenizer_json: str | Path | None,
+        block_size: int,
+        batch_size: int,
+        val_windows: int = 64,
+        seed: int = 0,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.shards_root, self.tokenizer_json = Path(shards_root), tokenizer_json
+        self.block_size, self.batch_size = block_size, batch_size
+        self.val_windows, self.seed, self.num_workers = val_windows, seed, num_workers
+        self.shards: TokenShards | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.shards is not None:
+            return
+        self.shards = open_shards(self.shards_root, self.tokenizer_json)
+        self.train = self._windows("train", None)
+        self.val = self._windows("validation", self.val_windows)
+
+    def _windows(self, split: str, limit: int | None) -> Windows:
+        tokens = self.shards.split(split).tokens
+        n = (len(tokens) - 1) // self.block_size
+        if n < 1:
+            raise LlmworksError(
+                f"{self.shards_root}: the {split} split has {len(tokens)} tokens, fewer than "
+                f"block_size + 1 = {self.block_size + 1}; lower gpt.model.block_size or use a "
+                "larger corpus"
+            )
+        starts = np.arange(n, dtype=np.int64) * self.block_size
+        if limit is not None and n > limit:  # evenly spread, fixed for the whole run
+            starts = starts[np.linspace(0, n - 1, limit).round().astype(np.int64)]
+        return Windows(
+            self.shards_root / f"{split}.bin", self.shards.meta["dtype"], starts, self.block_size
+        )
+
+    @property
+    def bytes_per_token(self) -> dict[str, float]:
+        return self.shards.bytes_per_token
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch trained before the checkpoint we resume from (else 0)."""
+        try:
+            return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)
+        except (AttributeError, RuntimeError):
+            return 0
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        if len(self.train) < world * self.batch_size:
+            raise LlmworksError(
+                f"{len(self.train)} training windows cannot fill one batch of {self.batch_size} "
+                f"on each of {world} processes; lower batch_size or block_size"
+            )
+        # Lightning calls set_epoch on it, which reseeds the permutation each epoch
+        sampler = TrainSampler(
+            self.train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+        )
+        # resuming mid-epoch: skip the batches of this epoch that were already trained on
+        sampler.start = self._batches_done() * self.batch_size
+        return DataLoader(
+            self.train,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        rank, world = self._rank_world()
+        return DataLoader(
+            self.val,
+            batch_size=self.batch_size,
+            sampler=EvalSampler(self.val, world, rank),
+            num_workers=self.num_workers,
+        )

@@ -1,0 +1,293 @@
+"""A decoder-only transformer language model (GPT), every variant from one config.
+
+``GPTConfig`` switches between classic GPT-2 (learned positions, LayerNorm, GELU, biases,
+tied embeddings) and Llama / Mixtral style models (RoPE, RMSNorm, SwiGLU or a mixture of
+experts, grouped-query attention, no biases); the layers live in ``llmworks.models.layers``.
+The model's own verbs follow: ``generate`` (KV-cached, streaming), ``save`` / ``load``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmworks.models.layers import (
+    MLP,
+    Attention,
+    KVCache,
+    MoE,
+    RotaryEmbedding,
+    SwiGLU,
+    init_linear_,
+    make_norm,
+)
+
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 8192
+    block_size: int = 256
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int | None = None  # None or n_head: MHA; 1: MQA; in between: GQA
+    d_model: int = 256
+    d_hidden: int | None = None  # None: 4 * d_model (gelu) or Llama's ~8/3 * d_model (swiglu, moe)
+    pos: str = "learned"  # learned | rope
+    rope_base: float = 10000.0
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    norm_eps: float = 1e-5
+    mlp: str = "gelu"  # gelu | swiglu | moe
+    n_expert: int = 8
+    top_k: int = 2
+    aux_loss_coef: float = 0.01  # weight of the MoE load-balancing loss in the training loss
+    window: int | None = None  # sliding-window attention span (None: full causal attention)
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        self.n_kv_head = self.n_kv_head or self.n_head
+        if self.d_hidden is None:
+            if self.mlp == "gelu":
+                self.d_hidden = 4 * self.d_model
+            else:  # a gated MLP has three matrices: 2/3 of 4x keeps the parameter count
+                self.d_hidden = 64 * math.ceil(int(8 * self.d_model / 3) / 64)
+        for name, value, allowed in (
+            ("pos", self.pos, ("learned", "rope")),
+            ("norm", self.norm, ("layernorm", "rmsnorm")),
+            ("mlp", self.mlp, ("gelu", "swiglu", "moe")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"GPTConfig.{name}={value!r}: expected one of {allowed}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + ffn(norm(x))."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.bias, cfg.norm_eps)
+        self.attn = Attention(
+            cfg.d_model,
+            cfg.n_head,
+            cfg.n_kv_head,
+            cfg.bias,
+            cfg.dropout,
+            causal=True,
+            window=cfg.window,
+        )
+        self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.bias, cfg.norm_eps)
+        if cfg.mlp == "gelu":
+            self.ffn = MLP(cfg.d_model, cfg.d_hidden, cfg.bias, cfg.dropout, approximate="tanh")
+        elif cfg.mlp == "swiglu":
+            self.ffn = SwiGLU(cfg.d_model, cfg.d_hidden, cfg.bias, cfg.dropout)
+        else:
+            self.ffn = MoE(
+                cfg.d_model, cfg.d_hidden, cfg.n_expert, cfg.top_k, cfg.bias, cfg.dropout
+            )
+
+    def forward(self, x: torch.Tensor, rope: tuple | None, input_pos: int) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, input_pos=input_pos)
+        return x + self.ffn(self.norm2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.pos == "learned" else None
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_base) if cfg.pos == "rope" else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = make_norm(cfg.norm, cfg.d_model, cfg.bias, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            # input and output embeddings share one matrix: fewer parameters, and in small
+            # models it trains as well or better (Press & Wolf, 2017)
+            self.lm_head.weight = self.wte.weight
+        self.apply(init_linear_)
+        # each residual branch adds to the stream, so after 2 * n_layer additions the variance
+        # would grow with depth; GPT-2 scales the branch outputs' init by 1/sqrt(2 * n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith(("attn.proj.weight", "ffn.proj.weight", "ffn.down.weight")):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, input_pos: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)`` at positions
+        ``input_pos..input_pos+T``, and the mean cross-entropy when ``targets`` are given
+        (``-1`` targets are ignored). The MoE balance loss is ``self.aux_loss()`` afterwards."""
+        T = idx.shape[1]
+        if input_pos + T > self.config.block_size:
+            raise ValueError(
+                f"positions up to {input_pos + T} exceed block_size {self.config.block_size}"
+            )
+        pos = torch.arange(input_pos, input_pos + T, device=idx.device)
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(pos)
+        rope = self.rope(pos, x.dtype) if self.rope is not None else None
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x, rope, input_pos)
+        logits = self.lm_head(self.norm_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)
+        return logits, loss
+
+    def aux_loss(self) -> torch.Tensor:
+        """Mean MoE load-balancing loss of the last forward over layers (0 without MoE)."""
+        losses = [b.ffn.aux_loss for b in self.blocks if isinstance(b.ffn, MoE)]
+        return (
+            torch.stack(losses).mean() if losses else torch.zeros((), device=self.wte.weight.device)
+        )
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.wpe.weight.numel() if non_embedding and self.wpe is not None else n
+
+    def flops_per_token(self, seq_len: int | None = None) -> float:
+        """Training FLOPs per token (6N for the weights plus attention; PaLM appendix B)."""
+        cfg, T = self.config, seq_len or self.config.block_size
+        active = self.num_params()
+        if cfg.mlp == "moe":  # only top_k of n_expert experts run per token
+            per_expert = 3 * cfg.d_model * cfg.d_hidden
+            active -= cfg.n_layer * (cfg.n_expert - cfg.top_k) * per_expert
+        return 6 * active + 12 * cfg.n_layer * cfg.d_model * T
+
+    # ------------------------------------------------------------------ generation
+
+    def set_kv_cache(self, batch: int, max_len: int | None = None) -> None:
+        cfg, w = self.config, self.wte.weight
+        for block in self.blocks:
+            block.attn.kv_cache = KVCache(
+                batch,
+                cfg.n_kv_head,
+                max_len or cfg.block_size,
+                cfg.head_dim,
+                device=w.device,
+                dtype=w.dtype,
+            )
+
+    def clear_kv_cache(self) -> None:
+        for block in self.blocks:
+            block.attn.kv_cache = None
+
+    @torch.no_grad()
+    def stream(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        stop_token: int | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """Yield the next ``(B, 1)`` token ids one at a time; see ``generate``."""
+        block_size = self.config.block_size
+        context = idx[:, -block_size:]
+        done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+        if use_cache:
+            self.set_kv_cache(idx.shape[0])
+        try:
+            logits, _ = self(context)  # prefill: the whole prompt in one pass
+            for _ in range(max_new_tokens):
+                nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
+                if stop_token is not None:  # finished rows keep emitting the stop token
+                    nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
+                    done |= nxt[:, 0] == stop_token
+                yield nxt
+                if stop_token is not None and bool(done.all()):
+                    return
+                context = torch.cat([context, nxt], dim=1)
+                if not use_cache:
+                    context = context[:, -block_size:]
+                    logits, _ = self(context)
+                elif context.shape[1] <= block_size:  # decode: one new token, cached past
+                    logits, _ = self(nxt, input_pos=context.shape[1] - 1)
+                else:  # cache full: keep the last half of the window and prefill again
+                    context = context[:, -block_size // 2 :]
+                    logits, _ = self(context)
+        finally:
+            if use_cache:
+                self.clear_kv_cache()
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
+        """Continue ``idx`` ``(B, T)`` by up to ``max_new_tokens`` tokens and return the whole
+        sequence. ``temperature=0`` is greedy; otherwise sample after ``top_k`` / ``top_p``
+        (nucleus) filtering, reproducibly when a seeded ``generator`` is given. Stops early
+        once every row has produced ``stop_token``. With ``use_cache`` (the default) the
+        prompt is encoded once and each step feeds only the new token."""
+        new = list(self.stream(idx, max_new_tokens, **kwargs))
+        return torch.cat([idx, *new], dim=1)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (tied weights stored once)."""
+        from safetensors.torch import save_model
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_model(self, str(out_dir / WEIGHTS_FILE))
+        (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        return out_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path, map_location: str = "cpu") -> GPT:
+        """Load what ``save`` wrote; no Hydra, no Lightning needed."""
+        from safetensors.torch import load_model
+
+        model_dir = Path(model_dir)
+        cfg = GPTConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+        model = cls(cfg)
+        load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
+        return model.eval()
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick one token per row of ``logits`` ``(B, vocab)``: argmax at temperature 0, else sample."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the top one always stays)
+        drop_sorted = cum - sorted_logits.softmax(dim=-1) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)

@@ -1,0 +1,60 @@
+"""AdamW with decoupled weight decay on matrices only, and a linear-warmup + cosine schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: decay for the weight matrices of linear layers, none for norms, biases
+    and embeddings (decaying those only pulls scales and lookup rows towards zero)."""
+    no_decay_types = (nn.Embedding,)
+    decay, no_decay, seen = [], [], set()
+    for mod in module.modules():
+        for name, p in mod.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue  # tied weights appear twice; an embedding owns them
+            seen.add(id(p))
+            is_matrix = p.ndim >= 2 and name == "weight" and not isinstance(mod, no_decay_types)
+            (decay if is_matrix else no_decay).append(p)
+    # a weight tied to an embedding was first met in the embedding when it comes first; if the
+    # linear came first it landed in `decay`: move it so embeddings never decay
+    emb = {id(m.weight) for m in module.modules() if isinstance(m, no_decay_types)}
+    no_decay += [p for p in decay if id(p) in emb]
+    decay = [p for p in decay if id(p) not in emb]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
+    """Learning-rate multiplier: linear from ~0 to 1 over ``warmup_steps``, then cosine down
+    to ``min_lr_ratio`` at ``max_steps`` (and flat after)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def configure_adamw(module: nn.Module, optim: Mapping[str, Any], max_steps: int) -> dict[str, Any]:
+    """What a ``LightningModule.configure_optimizers`` returns, from an ``optim`` config:
+    ``lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio`` (schedule stepped per step)."""
+    fused = torch.cuda.is_available() and next(module.parameters()).is_cuda
+    opt = torch.optim.AdamW(
+        param_groups(module, float(optim.get("weight_decay", 0.1))),
+        lr=float(optim["lr"]),
+        betas=tuple(optim.get("betas", (0.9, 0.95))),
+        eps=float(optim.get("eps", 1e-8)),
+        fused=fused or None,
+    )
+    warmup, ratio = int(optim.get("warmup_steps", 0)), float(optim.get("min_lr_ratio", 0.1))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: warmup_cosine(step, warmup, max_steps, ratio)
+    )
+    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,131 @@
+"""Hugging Face export on random weights: same logits (float32, <= 1e-4), same greedy tokens,
+and an export directory that AutoModelForCausalLM and pipeline("text-generation") load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmworks.errors import LlmworksError
+from llmworks.export.hf_gpt import export_hf, hf_architecture, to_hf
+from llmworks.models.gpt import GPT, GPTConfig
+
+VOCAB = 300
+VARIANTS = {
+    "gpt2": dict(),
+    "gpt2_untied_nobias": dict(bias=False, tie_weights=False),
+    "llama": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False),
+    "llama_mqa_bias": dict(
+        pos="rope",
+        norm="rmsnorm",
+        mlp="swiglu",
+        n_kv_head=1,
+        bias=True,
+        tie_weights=False,
+        rope_base=500.0,
+    ),
+    "mistral_window": dict(
+        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=6
+    ),
+    "mixtral": dict(
+        pos="rope",
+        norm="rmsnorm",
+        mlp="moe",
+        n_expert=4,
+        top_k=2,
+        n_kv_head=2,
+        bias=False,
+        tie_weights=False,
+    ),
+}
+ARCH = {
+    "gpt2": "GPT2LMHeadModel",
+    "gpt2_untied_nobias": "GPT2LMHeadModel",
+    "llama": "LlamaForCausalLM",
+    "llama_mqa_bias": "LlamaForCausalLM",
+    "mistral_window": "MistralForCausalLM",
+    "mixtral": "MixtralForCausalLM",
+}
+
+
+def random_gpt(**kw) -> GPT:
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=64, n_layer=2, n_head=4, d_model=32, **kw))
+    with torch.no_grad():  # perturb norms and biases too, so a wrong mapping cannot hide
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_logits_and_greedy_generation_match_hf(variant):
+    model = random_gpt(**VARIANTS[variant])
+    hf = to_hf(model)
+    assert type(hf).__name__ == ARCH[variant]
+    idx = torch.randint(0, VOCAB, (2, 24))
+    with torch.no_grad():
+        ours = model(idx)[0]
+        theirs = hf(idx).logits
+    assert (ours - theirs).abs().max().item() <= 1e-4
+    prompt = idx[:1, :5]
+    want = model.generate(prompt, 20, temperature=0.0)
+    got = hf.generate(
+        prompt,
+        max_new_tokens=20,
+        do_sample=False,
+        min_new_tokens=20,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    assert torch.equal(want, got)
+
+
+def test_unsupported_combination_is_a_user_error():
+    with pytest.raises(LlmworksError, match="no Hugging Face architecture"):
+        hf_architecture(GPTConfig(pos="rope", norm="layernorm"))
+
+
+@pytest.fixture(scope="module")
+def bpe_tokenizer(tmp_path_factory) -> Path:
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    text = [
+        "The quick brown fox jumps over the lazy dog.",
+        "Language models predict the next token.",
+    ]
+    tok.train_from_iterator(text * 50, trainer)
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("variant", ["gpt2", "llama", "mixtral"])
+def test_export_dir_loads_with_auto_classes_and_pipeline(variant, bpe_tokenizer, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+    model = random_gpt(**VARIANTS[variant])
+    out = export_hf(model, bpe_tokenizer, tmp_path / "hf")
+    assert (out / "model.safetensors").is_file()
+    hf = AutoModelForCausalLM.from_pretrained(out).eval()
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.is_fast and tok.eos_token == "<|endoftext|>"
+    ids = tok("The quick brown fox", return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert (hf(ids).logits - model(ids)[0]).abs().max().item() <= 1e-4
+    gen = pipeline("text-generation", model=str(out), tokenizer=str(out), device="cpu")
+    text = gen("The quick", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+    prompt = tok("The quick", return_tensors="pt").input_ids
+    want = model.generate(prompt, 8, temperature=0.0, stop_token=tok.eos_token_id)
+    assert text.startswith("The quick")
+    assert text == tok.decode(want[0], skip_special_tokens=True)
