@@ -1,0 +1,212 @@
+"""An encoder-only transformer trained as a masked language model (BERT).
+
+Token + learned position + segment embeddings, bidirectional self-attention with a padding
+mask (``llmworks.models.layers.Attention`` with ``causal=False``, so SDPA kernels), a GELU
+MLP, post-LN blocks as in the original BERT (``norm="pre"`` for the pre-LN variant, which
+trains more stably at depth), an MLM head whose decoder is tied to the input embeddings, and
+a ``[CLS]`` pooler for downstream use. Numerically identical to Hugging Face's
+``BertForMaskedLM`` (post-LN); ``llmworks.export.hf_bert`` converts the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmworks.models.layers import MLP, Attention, LayerNorm, init_linear_
+
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+
+
+@dataclass
+class BertConfig:
+    vocab_size: int = 8192
+    max_seq_len: int = 128  # learned positions: the longest sequence the model can read
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 256
+    d_hidden: int | None = None  # None: 4 * d_model
+    type_vocab_size: int = 2  # segments A and B
+    norm: str = "post"  # post (BERT) | pre
+    norm_eps: float = 1e-12
+    dropout: float = 0.1
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        self.d_hidden = self.d_hidden or 4 * self.d_model
+        if self.d_model % self.n_head:
+            raise ValueError(f"BertConfig: n_head={self.n_head} must divide d_model={self.d_model}")
+        if self.norm not in ("post", "pre"):
+            raise ValueError(f"BertConfig.norm={self.norm!r}: expected 'post' or 'pre'")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> BertConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        self.seg = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
+        # pre-LN normalises at the entry of every block instead (as Megatron-BERT does)
+        self.norm = (
+            LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.norm == "post" else nn.Identity()
+        )
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, idx: torch.Tensor, token_type: torch.Tensor | None) -> torch.Tensor:
+        pos = torch.arange(idx.shape[1], device=idx.device)
+        x = self.tok(idx) + self.pos(pos)
+        # segment A everywhere unless told otherwise: add its row rather than gather zeros
+        x = x + (self.seg(token_type) if token_type is not None else self.seg.weight[0])
+        return self.drop(self.norm(x))
+
+
+class Block(nn.Module):
+    """Post-LN: ``norm(x + attn(x))`` then ``norm(x + mlp(x))``; pre-LN: ``x + f(norm(x))``."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.post = cfg.norm == "post"
+        self.attn = Attention(cfg.d_model, cfg.n_head, bias=True, dropout=cfg.dropout, causal=False)
+        self.norm1 = LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.mlp = MLP(
+            cfg.d_model, cfg.d_hidden, bias=True, dropout=cfg.dropout, approximate="none"
+        )
+        self.norm2 = LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.post:
+            x = self.norm1(x + self.attn(x, padding_mask=padding_mask))
+            return self.norm2(x + self.mlp(x))
+        x = x + self.attn(self.norm1(x), padding_mask=padding_mask)
+        return x + self.mlp(self.norm2(x))
+
+
+class MLMHead(nn.Module):
+    """dense -> GELU -> norm -> decoder onto the vocabulary (its weight is the embeddings')."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.dense = nn.Linear(cfg.d_model, cfg.d_model)
+        self.norm = LayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.decoder = nn.Linear(cfg.d_model, cfg.vocab_size)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.norm(F.gelu(self.dense(h))))
+
+
+class Bert(nn.Module):
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm_f = (
+            LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.norm == "pre" else nn.Identity()
+        )
+        self.head = MLMHead(cfg)
+        # the decoder reads out the input embedding matrix: in a small model the vocabulary
+        # matrix is a large share of all weights, and tying trains as well (Press & Wolf, 2017)
+        self.head.decoder.weight = self.embeddings.tok.weight
+        self.pooler = nn.Linear(cfg.d_model, cfg.d_model)
+        self.apply(init_linear_)  # BERT's init: N(0, 0.02) weights, zero biases, unit norms
+
+    def encode(
+        self,
+        idx: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        token_type: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states ``(B, T, d_model)`` of token ids ``(B, T)``; ``padding_mask`` is True
+        on real tokens (None: no padding), ``token_type`` the segment of each token (0/1)."""
+        if idx.shape[1] > self.config.max_seq_len:
+            raise ValueError(
+                f"sequence of {idx.shape[1]} exceeds max_seq_len {self.config.max_seq_len}"
+            )
+        x = self.embeddings(idx, token_type)
+        if padding_mask is not None and bool(padding_mask.all()):
+            padding_mask = None  # nothing to hide: SDPA runs unmasked (its fastest kernels)
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        return self.norm_f(x)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        padding_mask: torch.Tensor | None = None,
+        token_type: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        ignore_index: int = -100,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Without ``labels``: MLM logits ``(B, T, vocab)`` and None. With ``labels`` (``(B, T)``,
+        ``ignore_index`` where no loss is taken): logits ``(N, vocab)`` of the N labelled
+        positions only, in row-major order, and their mean cross-entropy. Projecting only
+        those ~15% of positions onto the vocabulary saves most of the head's compute."""
+        h = self.encode(idx, padding_mask, token_type)
+        if labels is None:
+            return self.head(h), None
+        selected = labels != ignore_index
+        logits = self.head(h[selected])
+        targets = labels[selected]
+        # sum / count rather than mean: a batch without a masked token gives 0, not NaN
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum") / max(targets.numel(), 1)
+        return logits, loss
+
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        """BERT's pooled sequence representation: ``tanh(dense(h[:, 0]))``, the ``[CLS]`` state.
+        Only a downstream task trains it (there is no next-sentence objective here)."""
+        return torch.tanh(self.pooler(h[:, 0]))
+
+    def num_params(self, non_embedding: bool = True) -> int:
+        n = sum(p.numel() for p in self.parameters())
+        return n - self.embeddings.pos.weight.numel() if non_embedding else n
+
+    def flops_per_token(self, seq_len: int | None = None, mask_rate: float = 1.0) -> float:
+        """Training FLOPs per token: 6 per weight of the encoder, attention, and the
+        vocabulary projection on the ``mask_rate`` share of positions that have a loss."""
+        cfg, T = self.config, seq_len or self.config.max_seq_len
+        head = cfg.vocab_size * cfg.d_model
+        body = self.num_params() - head - cfg.type_vocab_size * cfg.d_model
+        return 6 * body + 6 * head * mask_rate + 12 * cfg.n_layer * cfg.d_model * T
+
+    @torch.no_grad()
+    def fill_mask(
+        self, idx: torch.Tensor, mask_id: int, top_k: int = 5
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` probabilities and token ids ``(n_masks, k)`` at every ``mask_id`` position
+        of the single sequence ``idx`` ``(T,)``."""
+        logits, _ = self(idx[None])
+        probs = logits[0, idx == mask_id].float().softmax(dim=-1)
+        return probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (the tied decoder stored once)."""
+        from safetensors.torch import save_model
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_model(self, str(out_dir / WEIGHTS_FILE))
+        (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
+        return out_dir
+
+    @classmethod
+    def load(cls, model_dir: str | Path, map_location: str = "cpu") -> Bert:
+        """Load what ``save`` wrote; no Hydra, no Lightning needed."""
+        from safetensors.torch import load_model
+
+        model_dir = Path(model_dir)
+        cfg = BertConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+        model = cls(cfg)
+        load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
+        return model.eval()
