@@ -76,8 +76,21 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
         assert tok_stats["vocab_size"] <= 600
         meta = json.loads((repo / f"data/tokens/{name}/meta.json").read_text())
         assert meta["splits"]["train"]["tokens"] > 1000
+    gpt = json.loads((repo / "metrics" / "gpt.json").read_text())
+    bert = json.loads((repo / "metrics" / "bert.json").read_text())
+    w2v = json.loads((repo / "metrics" / "word2vec.json").read_text())
+    assert gpt["val_loss"] > 0 and gpt["val_bpb"] > 0 and gpt["tokens_per_s"] > 0
+    assert bert["val_mlm_loss"] > 0 and 0 <= bert["val_mlm_acc"] <= 1
+    assert w2v["words_per_s"] > 0 and "ws353_rho" in w2v
+    for path in (
+        "models/gpt/model.safetensors",
+        "models/gpt/hf/config.json",
+        "models/bert/model.safetensors",
+        "models/word2vec/vectors.txt",
+    ):
+        assert (repo / path).is_file(), path
     shown = json.dumps(_exp_show(repo))
-    assert "smoke-e2e" in shown and "bytes_per_token" in shown
+    assert "smoke-e2e" in shown and "bytes_per_token" in shown and "val_bpb" in shown
 
     # dvc repro uses params.yaml as it is (the smoke values now): nothing to redo.
     status = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
@@ -103,6 +116,8 @@ def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corp
         "-n",
         "local-e2e",
         "-S",
+        "experiment=smoke",
+        "-S",
         "corpus=local",
         "-S",
         f"corpus.data_files={text_corpus}/*.txt",
@@ -119,8 +134,9 @@ def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corp
         cwd=repo,
     )
     stats = json.loads((repo / "data" / "corpus" / "corpus_stats.json").read_text())
-    assert stats["source"]["name"] == "local" and stats["total"]["documents"] == 72
+    # experiment=smoke caps the corpus at 24 documents; the command-line values win over it.
+    assert stats["source"]["name"] == "local" and stats["total"]["documents"] == 24
     bpe = json.loads((repo / "data/tokenizers/bpe/tokenizer_stats.json").read_text())
     assert bpe["vocab_size"] == 333
     shown = json.dumps(_exp_show(repo))
-    assert "local-e2e" in shown and "smoke-e2e" in shown
+    assert "local-e2e" in shown

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import local_corpus_overrides, run_stage, stage_paths
 from llmworks.tracking import offline_runs, read_offline_run
+
+from conftest import local_corpus_overrides, run_stage, stage_paths
 
 
 def test_stage_run_records_config_and_metrics(tmp_path: Path, text_corpus: Path) -> None:
