@@ -10,7 +10,8 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.errors import LlmworksError
-from llmworks.models.gpt import CONFIG_FILE, GPT, WEIGHTS_FILE
+from llmworks.models.gpt import GPT
+from llmworks.models.persistence import CONFIG_FILE, WEIGHTS_FILE
 from llmworks.tokenization.train import tokenizer_path
 
 EOT = "<|endoftext|>"

@@ -10,8 +10,7 @@ a ``[CLS]`` pooler for downstream use. Numerically identical to Hugging Face's
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -19,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmworks.models.layers import MLP, Attention, LayerNorm, init_linear_
-
-WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+from llmworks.models.persistence import load_model_dir, save_model_dir
 
 
 @dataclass
@@ -192,21 +190,9 @@ class Bert(nn.Module):
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``model.safetensors`` + ``config.json`` (the tied decoder stored once)."""
-        from safetensors.torch import save_model
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(out_dir / WEIGHTS_FILE))
-        (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        return out_dir
+        return save_model_dir(self, self.config, out_dir)
 
     @classmethod
     def load(cls, model_dir: str | Path, map_location: str = "cpu") -> Bert:
         """Load what ``save`` wrote; no Hydra, no Lightning needed."""
-        from safetensors.torch import load_model
-
-        model_dir = Path(model_dir)
-        cfg = BertConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
-        model = cls(cfg)
-        load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
-        return model.eval()
+        return load_model_dir(cls, BertConfig, model_dir, map_location)

@@ -8,10 +8,9 @@ The model's own verbs follow: ``generate`` (KV-cached, streaming), ``save`` / ``
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -28,8 +27,7 @@ from llmworks.models.layers import (
     init_linear_,
     make_norm,
 )
-
-WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+from llmworks.models.persistence import load_model_dir, save_model_dir
 
 
 @dataclass
@@ -249,24 +247,12 @@ class GPT(nn.Module):
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``model.safetensors`` + ``config.json`` (tied weights stored once)."""
-        from safetensors.torch import save_model
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(out_dir / WEIGHTS_FILE))
-        (out_dir / CONFIG_FILE).write_text(json.dumps(asdict(self.config), indent=2) + "\n")
-        return out_dir
+        return save_model_dir(self, self.config, out_dir)
 
     @classmethod
     def load(cls, model_dir: str | Path, map_location: str = "cpu") -> GPT:
         """Load what ``save`` wrote; no Hydra, no Lightning needed."""
-        from safetensors.torch import load_model
-
-        model_dir = Path(model_dir)
-        cfg = GPTConfig.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
-        model = cls(cfg)
-        load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
-        return model.eval()
+        return load_model_dir(cls, GPTConfig, model_dir, map_location)
 
 
 def sample(
