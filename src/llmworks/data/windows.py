@@ -92,10 +92,11 @@ class WindowDataModule(L.LightningDataModule):
         if self.shards is not None:
             return
         self.shards = open_shards(self.shards_root, self.tokenizer_json)
-        self.train = self._windows("train", None)
-        self.val = self._windows("validation", self.val_windows)
+        self.train = self.windows("train", None)
+        self.val = self.windows("validation", self.val_windows)
 
-    def _windows(self, split: str, limit: int | None) -> Windows:
+    def windows(self, split: str, limit: int | None = None) -> Windows:
+        """Non-overlapping windows of a split; with ``limit``, that many spread evenly over it."""
         tokens = self.shards.split(split).tokens
         n = (len(tokens) - 1) // self.block_size
         if n < 1:

@@ -129,12 +129,10 @@ class GPT(nn.Module):
             if name.endswith(("attn.proj.weight", "ffn.proj.weight", "ffn.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, input_pos: int = 0
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)`` at positions
-        ``input_pos..input_pos+T``, and the mean cross-entropy when ``targets`` are given
-        (``-1`` targets are ignored). The MoE balance loss is ``self.aux_loss()`` afterwards."""
+    def encode(self, idx: torch.Tensor, input_pos: int = 0) -> torch.Tensor:
+        """Final hidden states ``(B, T, d_model)`` of token ids ``idx`` ``(B, T)`` at positions
+        ``input_pos..input_pos+T`` (after the last norm): what the LM head reads, and what a
+        downstream task pools into a sequence vector."""
         T = idx.shape[1]
         if input_pos + T > self.config.block_size:
             raise ValueError(
@@ -148,7 +146,15 @@ class GPT(nn.Module):
         x = self.drop(x)
         for block in self.blocks:
             x = block(x, rope, input_pos)
-        logits = self.lm_head(self.norm_f(x))
+        return self.norm_f(x)
+
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, input_pos: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)`` at positions
+        ``input_pos..input_pos+T``, and the mean cross-entropy when ``targets`` are given
+        (``-1`` targets are ignored). The MoE balance loss is ``self.aux_loss()`` afterwards."""
+        logits = self.lm_head(self.encode(idx, input_pos))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-1)

@@ -190,6 +190,37 @@ class Attention(nn.Module):
         y = y.transpose(1, 2).reshape(B, T, self.n_head * hd)
         return self.resid_dropout(self.proj(y))
 
+    def attention_weights(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The attention probabilities ``(B, n_head, T, T)`` that ``forward`` uses for ``x``
+        (no KV cache, positions from 0, no dropout), spelled out step by step.
+
+        ``F.scaled_dot_product_attention`` never materialises them (the fused kernels work
+        tile by tile), so heatmaps need this explicit ``softmax(q k^T / sqrt(head_dim))``.
+        """
+        B, T, _ = x.shape
+        hd = self.head_dim
+        q, k, _v = self.qkv(x).split(
+            [self.n_head * hd, self.n_kv_head * hd, self.n_kv_head * hd], dim=-1
+        )
+        q = q.view(B, T, self.n_head, hd).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, hd).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        # GQA / MQA: query head h reads key head h // group
+        k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
+        scores = (q @ k.transpose(-2, -1)) / hd**0.5  # (B, n_head, T, T)
+        mask = self._mask(T, T, 0, padding_mask, x.device)
+        if mask is None and self.causal:  # where forward lets SDPA apply is_causal
+            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-1)
+
     def _mask(
         self,
         T: int,

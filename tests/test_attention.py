@@ -1,0 +1,174 @@
+"""Attention heatmaps: ``Attention.attention_weights`` reproduces what SDPA computes inside
+``forward`` (weights @ v through ``proj`` gives forward's output), and ``attention_maps``
+equals Hugging Face's ``output_attentions`` (eager attention) for GPT-2, Llama, Mistral and
+BERT exports of the same random weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from gpt_helpers import TEXT, train_bpe
+from tokenizers import Tokenizer
+
+from llmworks.evaluation.attention import attention_maps, token_labels
+from llmworks.export import hf_bert, hf_gpt
+from llmworks.models.bert import Bert, BertConfig
+from llmworks.models.gpt import GPT, GPTConfig
+from llmworks.models.layers import Attention, RotaryEmbedding
+from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+
+GPT_VARIANTS = {
+    "gpt2": dict(),
+    "llama_gqa": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False),
+    "mistral_window": dict(
+        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=5
+    ),
+}
+
+
+def perturbed(model: torch.nn.Module) -> torch.nn.Module:
+    """Random norms and biases too, so a wrong mapping or a skipped bias cannot hide."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+def random_gpt(vocab: int = 300, **kw) -> GPT:
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=vocab, block_size=64, n_layer=2, n_head=4, d_model=32, **kw)
+    return perturbed(GPT(cfg))
+
+
+def random_bert(vocab: int = 300, **kw) -> Bert:
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=vocab, max_seq_len=64, n_layer=2, n_head=4, d_model=32, **kw)
+    return perturbed(Bert(cfg))
+
+
+# ----------------------------------------------------------------------------- properties
+
+
+@pytest.mark.parametrize("variant", GPT_VARIANTS)
+def test_gpt_rows_sum_to_one_and_nothing_above_the_diagonal(variant: str) -> None:
+    model = random_gpt(**GPT_VARIANTS[variant])
+    idx = torch.randint(0, 300, (12,))
+    maps = attention_maps(model, idx)
+    assert maps.shape == (2, 4, 12, 12) and maps.dtype.name == "float32"
+    assert abs(maps.sum(-1) - 1).max() < 1e-5
+    future = torch.ones(12, 12, dtype=torch.bool).triu(1).numpy()
+    assert (maps[..., future] == 0).all()
+    if variant == "mistral_window":  # each query sees only the last 5 positions
+        too_old = torch.ones(12, 12, dtype=torch.bool).tril(-5).numpy()
+        assert (maps[..., too_old] == 0).all()
+    assert model.training is False
+
+
+def test_bert_padded_keys_get_zero_weight_and_mode_is_restored() -> None:
+    model = random_bert().train()
+    idx = torch.randint(5, 300, (1, 10))
+    mask = torch.arange(10) < 7
+    maps = attention_maps(model, idx, padding_mask=mask)
+    assert maps.shape == (2, 4, 10, 10)
+    assert abs(maps.sum(-1) - 1).max() < 1e-5
+    assert (maps[..., 7:] == 0).all()
+    assert (maps[..., :7] > 0).all()  # bidirectional: every real key is seen, before and after
+    assert model.training is True
+
+
+@pytest.mark.parametrize(
+    ("n_kv_head", "rope", "causal"),
+    [(4, False, True), (2, False, True), (2, True, True), (1, True, False)],
+    ids=["mha", "gqa", "gqa_rope", "mqa_rope_bidirectional"],
+)
+def test_weights_times_values_through_proj_is_forward(n_kv_head, rope, causal) -> None:
+    torch.manual_seed(0)
+    attn = Attention(32, 4, n_kv_head, bias=True, causal=causal).eval()
+    B, T, hd = 2, 9, 8
+    x = torch.randn(B, T, 32)
+    cos_sin = RotaryEmbedding(hd)(torch.arange(T), x.dtype) if rope else None
+    with torch.no_grad():
+        w = attn.attention_weights(x, cos_sin)
+        v = attn.qkv(x).split([4 * hd, n_kv_head * hd, n_kv_head * hd], dim=-1)[2]
+        v = v.view(B, T, n_kv_head, hd).transpose(1, 2).repeat_interleave(4 // n_kv_head, dim=1)
+        y = attn.proj((w @ v).transpose(1, 2).reshape(B, T, 32))
+        want = attn(x, cos_sin)
+    assert w.shape == (B, 4, T, T)
+    assert (y - want).abs().max().item() <= 1e-5
+
+
+# ----------------------------------------------------------------------------- Hugging Face
+
+
+@pytest.fixture(scope="module")
+def bpe_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_bpe(tmp_path_factory.mktemp("bpe") / "tokenizer.json")
+
+
+@pytest.fixture(scope="module")
+def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tok, trainer = build_tokenizer(TokenizerSpec(type="wordpiece", vocab_size=200, lowercase=True))
+    tok.train_from_iterator(TEXT * 20, trainer)
+    add_bert_framing(tok)
+    path = tmp_path_factory.mktemp("wordpiece") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("variant", GPT_VARIANTS)
+def test_gpt_maps_equal_hf_output_attentions(variant: str, bpe_json: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = random_gpt(**GPT_VARIANTS[variant])
+    out = hf_gpt.export_hf(model, bpe_json, tmp_path / "hf")
+    hf = AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager").eval()
+    idx = torch.tensor(Tokenizer.from_file(str(bpe_json)).encode(TEXT[0]).ids[:24])
+    assert len(idx) > 5  # longer than the Mistral window
+    with torch.no_grad():
+        theirs = hf(idx[None], output_attentions=True).attentions
+    ours = attention_maps(model, idx)
+    assert len(theirs) == ours.shape[0] == model.config.n_layer
+    for layer, t in enumerate(theirs):
+        assert abs(ours[layer] - t[0].numpy()).max() <= 1e-5, f"layer {layer}"
+
+
+@pytest.mark.parametrize("norm", ["post", "pre"])
+def test_bert_maps_equal_hf_output_attentions_with_padding(
+    norm: str, wordpiece_json: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForMaskedLM
+
+    tok = Tokenizer.from_file(str(wordpiece_json))
+    model = random_bert(vocab=tok.get_vocab_size(), norm=norm)
+    out = hf_bert.export_hf(model, wordpiece_json, tmp_path / "hf")
+    hf = AutoModelForMaskedLM.from_pretrained(out, attn_implementation="eager").eval()
+    real = tok.encode(TEXT[2]).ids
+    idx = torch.tensor(real + [tok.token_to_id("[PAD]")] * 4)
+    mask = torch.arange(len(idx)) < len(real)
+    with torch.no_grad():
+        theirs = hf(input_ids=idx[None], attention_mask=mask[None].long(), output_attentions=True)
+    ours = attention_maps(model, idx, padding_mask=mask)
+    assert len(theirs.attentions) == ours.shape[0] == model.config.n_layer
+    assert (ours[..., len(real) :] == 0).all()
+    for layer, t in enumerate(theirs.attentions):
+        assert abs(ours[layer] - t[0].numpy()).max() <= 1e-5, f"layer {layer}"
+
+
+# ----------------------------------------------------------------------------- labels
+
+
+def test_token_labels_are_readable(bpe_json: Path, wordpiece_json: Path) -> None:
+    bpe = Tokenizer.from_file(str(bpe_json))
+    ids = bpe.encode("The cat\nsat é<|endoftext|>").ids
+    labels = token_labels(bpe, torch.tensor(ids))
+    assert labels[0] == "The" and "▁c" in labels[1] and "\\n" in labels
+    assert "".join(labels).replace("▁", " ").replace("\\n", "\n").endswith("<|endoftext|>")
+    assert "Ã" in labels  # half of "é": its byte-level symbol, not a replacement character
+    wp = Tokenizer.from_file(str(wordpiece_json))
+    enc = wp.encode("unbelievably mathematics")
+    labels = token_labels(wp, enc.ids)
+    assert labels == enc.tokens and labels[0] == "[CLS]" and any(t.startswith("##") for t in labels)
+    assert token_labels(wp, [10**6]) == ["<1000000>"]
