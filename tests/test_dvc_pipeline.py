@@ -4,14 +4,18 @@ params.yaml as it is; stage params isolate the stages from each other's knobs.""
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from llmworks.tracking import offline_runs, read_offline_run
 
 from conftest import OFFLINE_ENV, REPO
 
@@ -91,6 +95,7 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
         assert (repo / path).is_file(), path
     shown = json.dumps(_exp_show(repo))
     assert "smoke-e2e" in shown and "bytes_per_token" in shown and "val_bpb" in shown
+    _check_evaluation_and_report(repo)
 
     # dvc repro uses params.yaml as it is (the smoke values now): nothing to redo.
     status = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
@@ -104,7 +109,8 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
     changed_params["tokenizers"]["unigram"]["vocab_size"] = 601
     (repo / "params.yaml").write_text(yaml.safe_dump(changed_params, sort_keys=False))
     changed = set(json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout))
-    assert changed == {"train_tokenizer@unigram"}
+    # (evaluate reads every tokenizer's settings too)
+    assert changed == {"train_tokenizer@unigram", "evaluate"}
     (repo / "params.yaml").write_text(params)
 
 
@@ -140,3 +146,39 @@ def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corp
     assert bpe["vocab_size"] == 333
     shown = json.dumps(_exp_show(repo))
     assert "local-e2e" in shown
+
+
+def _check_evaluation_and_report(repo: Path) -> None:
+    """Every model is measured on the test split, the report links only files that exist,
+    and the evaluate run is in W&B under the experiment's name."""
+    ev = json.loads((repo / "metrics" / "evaluation.json").read_text())
+    assert set(ev) == {"tokenizers", "word2vec", "bert", "gpt", "representations"}
+    assert ev["gpt"]["test_bpb"] > 0 and ev["gpt"]["test_tokens"] > 0
+    assert ev["bert"]["test_masked_tokens"] > 0 and 0 <= ev["bert"]["test_mlm_acc"] <= 1
+    assert set(ev["representations"]) == {
+        "bow_counts",
+        "tfidf",
+        "word2vec_avg",
+        "bert_mean",
+        "gpt_mean",
+        "chance",
+    }
+    shown = json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
+    assert "representations" in json.dumps(shown) and "test_bpb" in json.dumps(shown)
+
+    assets = repo / "report" / "assets"
+    for png in ("training_curves", "word2vec_map", "bert_attention", "gpt_attention"):
+        assert (assets / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png
+    samples = json.loads((assets / "samples.json").read_text())["samples"]
+    assert {s["mode"] for s in samples} == {"greedy", "sampled"}
+    index = repo / "report" / "index.html"
+    text = index.read_text(encoding="utf-8")
+    refs = re.findall(r"src='([^']+)'", text)
+    assert len(refs) == 5 and all((index.parent / r).is_file() for r in refs)
+    assert html.escape(samples[0]["completion"]) in text
+
+    runs = [read_offline_run(r) for r in offline_runs(repo / "wandb")]
+    evaluate = [r for r in runs if r["job_type"] == "evaluate"]
+    assert len(evaluate) == 1 and evaluate[0]["group"] == "smoke-e2e"
+    assert evaluate[0]["summary"]["gpt/test_bpb"] == pytest.approx(ev["gpt"]["test_bpb"])
+    assert {r["job_type"] for r in runs} >= {"train_gpt", "train_bert", "train_word2vec"}

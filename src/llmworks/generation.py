@@ -47,6 +47,40 @@ def find_tokenizer(cfg: DictConfig, model_path: Path) -> Path:
     )
 
 
+def complete(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int = 0,
+) -> str:
+    """The continuation of ``prompt`` (new text only), cut at the end-of-text token.
+
+    ``temperature=0`` is greedy; otherwise sampling is seeded, so the same model, prompt and
+    seed always give the same text (the evaluation's fixed samples)."""
+    eot = tokenizer.token_to_id(EOT)
+    ids = tokenizer.encode(prompt).ids or [eot]
+    out = (
+        model.eval()
+        .generate(
+            torch.tensor([ids]),
+            max_new_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop_token=eot,
+            generator=torch.Generator().manual_seed(seed),
+        )[0, len(ids) :]
+        .tolist()
+    )
+    if eot is not None and eot in out:
+        out = out[: out.index(eot)]
+    return tokenizer.decode(out)
+
+
 def generate_text(cfg: DictConfig, out: TextIO = sys.stdout) -> str:
     """Continue ``cfg.prompt`` and stream the new text to ``out``; returns prompt + new text."""
     from tokenizers import Tokenizer

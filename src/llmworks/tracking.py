@@ -111,6 +111,30 @@ def log_metrics(run: Any, metrics: dict[str, Any], prefix: str = "") -> None:
         log.warning("W&B logging failed: %s", exc)
 
 
+def log_images(run: Any, images: dict[str, str | Path]) -> None:
+    """Log PNG files as W&B images under their keys (nothing without a run)."""
+    if run is None or not images:
+        return
+    try:
+        import wandb
+
+        run.log({key: wandb.Image(str(path)) for key, path in images.items()})
+    except Exception as exc:
+        log.warning("W&B image logging failed: %s", exc)
+
+
+def log_table(run: Any, key: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Log rows as a W&B table (samples, comparisons) that the UI can sort and filter."""
+    if run is None:
+        return
+    try:
+        import wandb
+
+        run.log({key: wandb.Table(columns=columns, data=rows)})
+    except Exception as exc:
+        log.warning("W&B table logging failed: %s", exc)
+
+
 def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
     """Config, summary and state of an offline run, read back from its ``.wandb`` log.
 
@@ -128,7 +152,36 @@ def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
         check=True,
         timeout=120,
     )
-    return json.loads(out.stdout)
+    info = json.loads(out.stdout)
+    run = next(r.run for r in _records(run_dir) if r.WhichOneof("record_type") == "run")
+    return info | {"group": run.run_group, "job_type": run.job_type}
+
+
+def _records(run_dir: str | Path) -> Iterator[Any]:
+    """The protobuf records of an offline run's ``.wandb`` file (a LevelDB-style log: 32 KiB
+    blocks of chunks, each with a 7-byte header: crc32, length, type FULL/FIRST/MIDDLE/LAST)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = next(Path(run_dir).glob("*.wandb")).read_bytes()
+    block, header, pos, pending = 32768, 7, 7, b""  # the file opens with a 7-byte ":W&B" header
+    while pos + header <= len(data):
+        left = block - pos % block
+        if left < header:  # a block's tail too short for a header is padding
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + header])
+        if length == 0 and kind == 0:
+            pos += left
+            continue
+        pending += data[pos + header : pos + header + length]
+        pos += header + length
+        if kind in (1, 4):  # FULL or LAST: a whole record is buffered
+            record = pb.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
 
 
 def offline_runs(wandb_dir: str | Path) -> list[Path]:

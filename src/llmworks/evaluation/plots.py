@@ -106,6 +106,32 @@ def plot_attention(
     return _save(fig, out)
 
 
+def plot_representations(
+    scores: dict[str, dict[str, float]],
+    out: str | Path,
+    metrics: Sequence[str] = ("accuracy", "mrr"),
+) -> Path:
+    """Grouped bars, one group per representation; chance drawn as a dashed line."""
+    chance = scores.get("chance", {})
+    names = [n for n in scores if n != "chance"]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 3, 3.8))
+    width = 0.8 / len(metrics)
+    x = np.arange(len(names))
+    for i, metric in enumerate(metrics):
+        values = [scores[n].get(metric, 0.0) for n in names]
+        bars = ax.bar(x + (i - (len(metrics) - 1) / 2) * width, values, width, label=metric)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+        if metric in chance:
+            ax.axhline(chance[metric], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Which document does a held-out paragraph come from? (dashed: chance)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def _save(fig, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

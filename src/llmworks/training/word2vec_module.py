@@ -17,12 +17,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.data.skipgram import Corpus, NegativeSampler, PairStream, keep_probability
 from llmworks.data.word_vocab import WordVocab, tokenize
 from llmworks.errors import LlmworksError
 from llmworks.models.word2vec import Word2Vec, Word2VecConfig
+from llmworks.training.trainer import CSV_DIR, write_plots
 
 log = logging.getLogger(__name__)
 
@@ -213,12 +215,16 @@ def train_word2vec(cfg: DictConfig) -> dict[str, float]:
         texts = _load_texts(cfg, "train")
         vocab, corpus = build_corpus(texts, int(w.min_count), bool(w.lowercase))
     log.info("word2vec: %d words in vocabulary, %d corpus words", len(vocab), corpus.raw_words)
-    wb = wandb_logger(cfg, "train_word2vec")
-    module, trainer, words_per_s = fit_word2vec(
-        vocab, corpus, w, cfg.trainer, int(cfg.seed), [wb] if wb else False
-    )
     out = Path(cfg.paths.models) / "word2vec"
     out.mkdir(parents=True, exist_ok=True)
+    # the CSV log feeds the DVC plot and the report's training curves
+    loggers: list[Any] = [CSVLogger(save_dir=str(out), name=CSV_DIR, version="")]
+    wb = wandb_logger(cfg, "train_word2vec")
+    if wb is not None:
+        loggers.append(wb)
+    module, trainer, words_per_s = fit_word2vec(
+        vocab, corpus, w, cfg.trainer, int(cfg.seed), loggers
+    )
     trainer.save_checkpoint(out / "word2vec.ckpt")  # collective under DDP: every rank calls
     if not trainer.is_global_zero:
         return {}
@@ -239,6 +245,7 @@ def train_word2vec(cfg: DictConfig) -> dict[str, float]:
     # NaN (too few covered pairs) is not JSON: written as null
     clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in metrics.items()}
     (mdir / "word2vec.json").write_text(json.dumps(clean, indent=2), encoding="utf-8")
+    write_plots(out, mdir, "word2vec", {"train": {"train_loss": "train_loss", "lr": "lr"}})
     if wb is not None:
         wb.log_metrics({f"final/{k}": v for k, v in metrics.items() if v == v})
         try:

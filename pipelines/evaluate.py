@@ -1,0 +1,18 @@
+"""DVC stage `evaluate`: trained models -> metrics/evaluation.json (test-split metrics and the
+representation comparison) and report/assets/ (figures, samples, token views).
+`python pipelines/evaluate.py evaluate.max_test_batches=null`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from llmworks.cli import run_stage
+from llmworks.evaluation.run import run_evaluation
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_stage(run_evaluation, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""DVC stage `report`: metrics/*.json and report/assets/ -> report/index.html, a static page
+that opens offline. `python pipelines/report.py`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from llmworks.cli import run_stage
+from llmworks.evaluation.report_page import build_report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_stage(build_report, cfg)
+
+
+if __name__ == "__main__":
+    main()

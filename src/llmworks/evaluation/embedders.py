@@ -1,0 +1,96 @@
+"""Every model as a text embedder (``texts -> (n, dim)`` array), so the representation
+comparison can score bag-of-words, Word2Vec, BERT and GPT on the same task.
+
+Transformers are mean-pooled over their real tokens (padding and BERT's ``[CLS]``/``[SEP]``
+left out): no model here was trained to make a sequence vector, and the mean of the last
+hidden states is the usual label-free baseline. Texts longer than the model's context are
+cut to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from llmworks.evaluation.representations import Embedder
+from llmworks.models.bert import Bert
+from llmworks.models.bow import average_word_vectors, fit_bow
+from llmworks.models.gpt import GPT
+
+
+def bag_of_words_embedder(train_texts: Sequence[str], tfidf: bool) -> Embedder:
+    """Counts or TF-IDF weights over the training split's vocabulary (and idf)."""
+    bow = fit_bow(train_texts, tfidf=tfidf)
+    return bow.embed
+
+
+def word2vec_embedder(words: Sequence[str], vectors: np.ndarray, lowercase: bool) -> Embedder:
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        return average_word_vectors(texts, words, vectors, lowercase=lowercase)
+
+    return embed
+
+
+def _token_batches(
+    tokenizer: Tokenizer, texts: Sequence[str], max_len: int, batch_size: int, pad_id: int
+):
+    """``(ids, keep)`` tensors per batch: ``keep`` marks the real, non-special tokens."""
+    for start in range(0, len(texts), batch_size):
+        encs = tokenizer.encode_batch(list(texts[start : start + batch_size]))
+        rows = [(e.ids[:max_len], e.special_tokens_mask[:max_len]) for e in encs]
+        width = max(max((len(ids) for ids, _ in rows), default=1), 1)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        real = torch.zeros((len(rows), width), dtype=torch.bool)
+        keep = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, (row, special) in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+            real[i, : len(row)] = True
+            keep[i, : len(row)] = torch.tensor([s == 0 for s in special], dtype=torch.bool)
+        yield ids, real, keep
+
+
+def _mean_pool(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    w = keep.to(h.dtype)[..., None]
+    return (h * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+
+def bert_embedder(model: Bert, tokenizer: Tokenizer, batch_size: int = 32) -> Embedder:
+    """Mean of BERT's last hidden states over the words (not ``[CLS]``/``[SEP]``/padding)."""
+    model.eval()
+    pad_id = model.config.pad_id
+
+    @torch.no_grad()
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        out = [
+            _mean_pool(model.encode(ids, padding_mask=real), keep)
+            for ids, real, keep in _token_batches(
+                tokenizer, texts, model.config.max_seq_len, batch_size, pad_id
+            )
+        ]
+        return torch.cat(out).float().numpy() if out else np.zeros((0, model.config.d_model))
+
+    return embed
+
+
+def gpt_embedder(model: GPT, tokenizer: Tokenizer, batch_size: int = 32) -> Embedder:
+    """Mean of GPT's final hidden states over each text's tokens.
+
+    Causal attention never lets a token see padding that follows it, so right-padded rows
+    give the same states as unpadded ones; the padding is then left out of the mean.
+    """
+    model.eval()
+
+    @torch.no_grad()
+    def embed(texts: Sequence[str]) -> np.ndarray:
+        out = [
+            _mean_pool(model.encode(ids), real)
+            for ids, real, _ in _token_batches(
+                tokenizer, texts, model.config.block_size, batch_size, pad_id=0
+            )
+        ]
+        return torch.cat(out).float().numpy() if out else np.zeros((0, model.config.d_model))
+
+    return embed
