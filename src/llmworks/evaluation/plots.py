@@ -95,14 +95,15 @@ def plot_attention(
     att = np.asarray(attention)
     n_layer, n_head = att.shape[:2]
     picks = list(layers_heads or [(0, 0), (n_layer - 1, 0), (n_layer - 1, n_head - 1)])
-    fig, axes = plt.subplots(1, len(picks), figsize=(4.2 * len(picks), 4.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(picks), figsize=(4.2 * len(picks), 4.8), squeeze=False, layout="constrained"
+    )
     for ax, (layer, head) in zip(axes[0], picks, strict=True):
         ax.imshow(att[layer, head], cmap="viridis", vmin=0.0)
         ax.set_title(f"layer {layer}, head {head}", fontsize=9)
         ax.set_xticks(range(len(tokens)), tokens, rotation=90, fontsize=7)
         ax.set_yticks(range(len(tokens)), tokens, fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, out)
 
 
