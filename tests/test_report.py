@@ -11,6 +11,7 @@ from llmworks.evaluation.plots import (
     plot_attention,
     plot_training_curves,
     plot_word_map,
+    project_2d,
     read_metrics_csv,
 )
 from llmworks.evaluation.report import Section, render, table_from_dict
@@ -76,3 +77,17 @@ def test_report_renders_with_all_pictures(tmp_path: Path) -> None:
     assert parser.tags.count("table") == 1 and parser.tags.count("img") == 3
     assert all((index.parent / ref).is_file() for ref in parser.refs)
     assert "&lt;time&gt;" in index.read_text()
+
+
+def test_word_map_projections_keep_clusters_apart(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    centres = np.zeros((2, 16))
+    centres[1, 0] = 20.0
+    vectors = np.concatenate([c + rng.normal(size=(15, 16)) for c in centres])
+    for method in ("pca", "tsne"):
+        xy = project_2d(vectors, method)
+        a, b = xy[:15], xy[15:]
+        within = max(np.ptp(a, axis=0).max(), np.ptp(b, axis=0).max())
+        assert np.linalg.norm(a.mean(0) - b.mean(0)) > within, method
+    png = plot_word_map([f"w{i}" for i in range(30)], vectors, tmp_path / "t.png", method="tsne")
+    assert png.read_bytes()[:4] == b"\x89PNG"

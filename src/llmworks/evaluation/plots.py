@@ -58,14 +58,31 @@ def plot_training_curves(
     return _save(fig, out)
 
 
-def plot_word_map(
-    words: Sequence[str], vectors: np.ndarray, out: str | Path, highlight: Sequence[str] = ()
-) -> Path:
-    """PCA of word vectors to 2-D, every word labelled; probe words in colour."""
+def project_2d(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
+    """Vectors -> 2-D points. PCA keeps global directions (e.g. king - man); t-SNE keeps
+    neighbourhoods, so clusters stand out but distances between clusters mean little."""
     x = np.asarray(vectors, dtype=np.float64)
     x = x - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    xy = x @ vt[:2].T
+    if method == "pca":
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        return x @ vt[:2].T
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+        return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+    raise ValueError(f"unknown projection {method!r}: expected pca or tsne")
+
+
+def plot_word_map(
+    words: Sequence[str],
+    vectors: np.ndarray,
+    out: str | Path,
+    highlight: Sequence[str] = (),
+    method: str = "pca",
+) -> Path:
+    """Word vectors in 2-D (PCA or t-SNE), every word labelled; probe words in colour."""
+    xy = project_2d(vectors, method)
     fig, ax = plt.subplots(figsize=(9, 7))
     marked = set(highlight)
     colors = ["tab:red" if w in marked else "tab:blue" for w in words]
@@ -77,7 +94,7 @@ def plot_word_map(
             fontsize=7 if word not in marked else 9,
             color="tab:red" if word in marked else "0.25",
         )
-    ax.set_title("Word2Vec: PCA of word vectors (probe words in red)")
+    ax.set_title(f"Word2Vec: {method.upper()} map of word vectors (probe words in red)")
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

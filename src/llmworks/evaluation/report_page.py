@@ -87,7 +87,7 @@ def report_sections(cfg: DictConfig) -> list[Section]:
                 *table_from_dict({"word2vec": evaluation["word2vec"]}),
             )
         )
-        s.figures += _figure(assets, figures, "word2vec_map", "PCA map of word vectors")
+        s.figures += _figure(assets, figures, "word2vec_map", "2-D map of word vectors")
         neighbours = _read(assets / NEIGHBOURS_FILE) or {}
         if neighbours:
             rows = [

@@ -131,7 +131,11 @@ class Evaluation:
         chosen = list(dict.fromkeys(probes + words[skip : skip + int(wm.n_words)]))
         index = {word: i for i, word in enumerate(words)}
         self.figures["word2vec_map"] = plots.plot_word_map(
-            chosen, vectors[[index[c] for c in chosen]], self.assets / "word2vec_map.png", probes
+            chosen,
+            vectors[[index[c] for c in chosen]],
+            self.assets / "word2vec_map.png",
+            probes,
+            method=str(wm.method),
         )
         self.embedders["word2vec_avg"] = word2vec_embedder(words, vectors, bool(w.lowercase))
 
@@ -273,6 +277,10 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """The ``evaluate`` stage. Assets are written to a staging directory and moved into
     place at the end, so a crash leaves the previous report assets intact."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # its INFO lines drown ours
+    if cfg.evaluate.word_map.method not in ("pca", "tsne"):
+        raise LlmworksError(
+            f"evaluate.word_map.method={cfg.evaluate.word_map.method!r}: expected pca or tsne"
+        )
     corpus = load_corpus(cfg)
     metrics_path, assets = evaluation_paths(cfg)
     assets.parent.mkdir(parents=True, exist_ok=True)
