@@ -166,6 +166,14 @@ def _check_evaluation_and_report(repo: Path) -> None:
     shown = json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
     assert "representations" in json.dumps(shown) and "test_bpb" in json.dumps(shown)
 
+    # dvc plots show: the training curves of all three models, on a page that needs no CDN
+    _sh("dvc", "plots", "show", "-o", "plots_out", cwd=repo)
+    page = (repo / "plots_out" / "index.html").read_text(encoding="utf-8")
+    assert "<script src" not in page and "cdn.jsdelivr" not in page
+    embedded = set(re.findall(r"vegaEmbed\('#(\w+)'", page))
+    assert {"metrics_word2vec_train_csv", "metrics_bert_val_csv", "metrics_gpt_val_csv"} <= embedded
+    assert 'var e="5.20.2"' in page  # the inlined Vega build of .dvc/plots_offline.html
+
     assets = repo / "report" / "assets"
     for png in ("training_curves", "word2vec_map", "bert_attention", "gpt_attention"):
         assert (assets / f"{png}.png").read_bytes()[:4] == b"\x89PNG", png

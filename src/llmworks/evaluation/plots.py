@@ -94,7 +94,8 @@ def plot_word_map(
             fontsize=7 if word not in marked else 9,
             color="tab:red" if word in marked else "0.25",
         )
-    ax.set_title(f"Word2Vec: {method.upper()} map of word vectors (probe words in red)")
+    name = {"pca": "PCA", "tsne": "t-SNE"}.get(method, method)
+    ax.set_title(f"Word2Vec: {name} map of word vectors (probe words in red)")
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
