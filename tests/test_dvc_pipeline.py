@@ -183,7 +183,9 @@ def _check_evaluation_and_report(repo: Path) -> None:
     text = index.read_text(encoding="utf-8")
     refs = re.findall(r"src='([^']+)'", text)
     assert len(refs) == 5 and all((index.parent / r).is_file() for r in refs)
+    assert all(s["completion"].strip() for s in samples)  # the model did write something
     assert html.escape(samples[0]["completion"]) in text
+    assert json.loads((assets / "skipped.json").read_text()) == {}  # every part evaluated
 
     runs = [read_offline_run(r) for r in offline_runs(repo / "wandb")]
     evaluate = [r for r in runs if r["job_type"] == "evaluate"]

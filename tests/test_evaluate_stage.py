@@ -107,7 +107,7 @@ def test_evaluate_and_report_without_trained_models(tokenized: Path) -> None:
     corpus = root / "docs.jsonl"
     result = run_stage("evaluate", *_overrides(root, corpus))
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "no GPT" in result.stderr + result.stdout  # skipped with a warning, not a crash
+    assert "skipping gpt: no " in result.stderr + result.stdout  # a warning, not a crash
 
     metrics = json.loads((root / "metrics" / "evaluation.json").read_text())
     assert set(metrics) == {"tokenizers", "representations"}
@@ -127,13 +127,17 @@ def test_evaluate_and_report_without_trained_models(tokenized: Path) -> None:
     views = json.loads((assets / "token_views.json").read_text())
     assert set(views["views"]) == {"bpe", "wordpiece", "unigram"}
     assert (assets / "representations.png").read_bytes()[:4] == b"\x89PNG"
+    skipped = json.loads((assets / "skipped.json").read_text())
+    assert set(skipped) == {"word2vec", "bert", "gpt"}
+    assert "the bert stage has not run" in skipped["bert"]
 
     result = run_stage("report", *_overrides(root, corpus))
     assert result.returncode == 0, result.stderr[-3000:]
     index = root / "report" / "index.html"
     page = _Page()
     page.feed(index.read_text(encoding="utf-8"))
-    assert page.headings == ["Corpus", "Tokenizers", "Representations compared"]
+    assert page.headings == ["Corpus", "Tokenizers", "Representations compared", "Not evaluated"]
+    assert "the gpt stage has not run" in index.read_text(encoding="utf-8")
     assert page.refs and all((index.parent / ref).is_file() for ref in page.refs)
 
     runs = [read_offline_run(r) for r in offline_runs(root)]

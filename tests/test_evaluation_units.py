@@ -134,6 +134,16 @@ def test_bert_embeddings_ignore_padding_and_specials(wordpiece_json: Path) -> No
     assert abs(together[0] - h[1:-1].mean(0).numpy()).max() < 1e-5
     assert np.isfinite(embed([" ".join(TEXT * 5)])).all()
 
+    # longer than the trained length: cut to max_len with [SEP] kept at the end
+    long_text = " ".join(TEXT * 5)
+    ids = tok.encode(long_text).ids
+    assert len(ids) > 12
+    cut = torch.tensor([ids[:11] + ids[-1:]])
+    with torch.no_grad():
+        want = model.encode(cut)[0, 1:-1].mean(0).numpy()
+    got = bert_embedder(model, tok, max_len=12)([long_text])[0]
+    assert abs(got - want).max() < 1e-5
+
 
 def test_word_vector_and_bag_of_words_embedders() -> None:
     words = ["cat", "dog", "river"]
@@ -142,8 +152,23 @@ def test_word_vector_and_bag_of_words_embedders() -> None:
     assert out[0].tolist() == [0.5, 0.5] and out[1].tolist() == [0.0, 0.0]
 
     bow = bag_of_words_embedder(["cat dog", "dog river river"], tfidf=True)
-    x = bow(["river cat", "unseen words only"])
+    x = bow(["river cat", "unseen words only"]).toarray()  # sparse rows
     assert x.shape == (2, 3) and (x[0] > 0).sum() == 2 and (x[1] == 0).all()
+    top = bag_of_words_embedder(["cat dog", "dog river dog"], tfidf=False, max_features=1)
+    assert top(["river cat dog dog"]).toarray().tolist() == [[2.0]]  # only "dog" is kept
+
+
+def test_word2vec_embedder_on_subword_tokens(bpe_json: Path) -> None:
+    """word2vec.tokenizer: the vectors are of tokenizer tokens, so texts are cut the same way."""
+    tok = Tokenizer.from_file(str(bpe_json))
+    tokens = tok.encode("the river", add_special_tokens=False).tokens
+    words = [t.replace(" ", "\u2581") for t in tokens]
+    vectors = np.eye(len(words), dtype=np.float32)
+    out = word2vec_embedder(words, vectors, lowercase=False, tokenizer=tok)(["the river"])
+    assert out[0] == pytest.approx(np.full(len(words), 1 / len(words)))
+    assert len(words) >= 2 and any(w not in ("the", "river") for w in words)
+    plain = word2vec_embedder(words, vectors, lowercase=False)(["the river"])
+    assert not np.allclose(plain, out)  # cutting into words would miss the tokens
 
 
 # ----------------------------------------------------------------------------- samples

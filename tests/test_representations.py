@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from llmworks.evaluation.representations import compare, leave_one_out_scores, paragraph_task
 
@@ -49,3 +50,50 @@ def test_compare_reports_chance() -> None:
     results = compare(task, {"bow": bag_of_words})
     assert results["chance"]["accuracy"] == 0.25
     assert results["bow"]["accuracy"] == 1.0
+
+
+def _reference_scores(embeddings: np.ndarray, doc_ids: np.ndarray) -> tuple[float, float]:
+    """The definition, one query at a time (no ties in random data)."""
+    emb = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    correct, reciprocal = 0, 0.0
+    for i, doc in enumerate(doc_ids):
+        others = np.arange(len(doc_ids)) != i
+        centroids = np.stack(
+            [emb[others & (doc_ids == d)].mean(0) for d in range(doc_ids.max() + 1)]
+        )
+        centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+        sims = centroids @ emb[i]
+        rank = 1 + int((sims > sims[doc]).sum())
+        correct += rank == 1
+        reciprocal += 1 / rank
+    return correct / len(doc_ids), reciprocal / len(doc_ids)
+
+
+def test_vectorised_scores_match_the_definition_dense_and_sparse() -> None:
+    from scipy import sparse
+
+    rng = np.random.default_rng(3)
+    doc_ids = np.repeat(np.arange(6), [3, 4, 5, 3, 6, 4])
+    emb = np.eye(6)[doc_ids] * 0.8 + rng.normal(size=(len(doc_ids), 6)) * 0.5
+    got = leave_one_out_scores(emb, doc_ids, chunk=7)
+    want = _reference_scores(emb, doc_ids)
+    assert 0.2 < want[0] < 1.0  # a case with both hits and misses
+    assert (got["accuracy"], got["mrr"]) == pytest.approx(want, abs=1e-12)
+    counts = np.clip(np.round(np.abs(emb) * 3), 0, None)  # a bag-of-words-like matrix
+    assert leave_one_out_scores(sparse.csr_matrix(counts), doc_ids) == pytest.approx(
+        leave_one_out_scores(counts, doc_ids)
+    )
+
+
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_constant_or_empty_vectors_score_chance_not_perfect(value: float) -> None:
+    task = paragraph_task(_docs())
+    scores = leave_one_out_scores(np.full((20, 8), value), task.doc_ids)
+    chance = compare(task, {})["chance"]
+    assert scores["accuracy"] == pytest.approx(chance["accuracy"])
+    assert scores["mrr"] == pytest.approx(chance["mrr"])
+
+
+def test_max_docs_caps_the_task() -> None:
+    task = paragraph_task(_docs(), max_docs=2)
+    assert task.n_docs == 2 and len(task.paragraphs) == 10

@@ -282,6 +282,11 @@ class MLMData(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         return self._loader(_NoLossPadding(seqs, world, self.ids), self.val_collator, shuffle=False)
 
+    def test_dataloader(self) -> DataLoader:
+        """The whole test split, masked with the validation seed (``max_val_batches`` does
+        not apply: the evaluate stage has its own cap, ``evaluate.max_test_batches``)."""
+        return self._loader(self.sequences("test"), self.val_collator, shuffle=False)
+
     def _loader(self, seqs: Dataset, collator: MLMCollator, shuffle: bool) -> DataLoader:
         workers = int(self.cfg.get("num_workers", 0))
         batch = int(self.cfg.batch_size)

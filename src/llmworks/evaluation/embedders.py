@@ -21,15 +21,32 @@ from llmworks.models.bow import average_word_vectors, fit_bow
 from llmworks.models.gpt import GPT
 
 
-def bag_of_words_embedder(train_texts: Sequence[str], tfidf: bool) -> Embedder:
-    """Counts or TF-IDF weights over the training split's vocabulary (and idf)."""
-    bow = fit_bow(train_texts, tfidf=tfidf)
-    return bow.embed
+def bag_of_words_embedder(
+    train_texts: Sequence[str], tfidf: bool, max_features: int | None = None
+) -> Embedder:
+    """Counts or TF-IDF weights over the training split's vocabulary (and idf), as sparse
+    rows: a hub corpus' vocabulary would not fit densely."""
+    return fit_bow(train_texts, tfidf=tfidf, max_features=max_features).transform
 
 
-def word2vec_embedder(words: Sequence[str], vectors: np.ndarray, lowercase: bool) -> Embedder:
+def word2vec_embedder(
+    words: Sequence[str],
+    vectors: np.ndarray,
+    lowercase: bool,
+    tokenizer: Tokenizer | None = None,
+) -> Embedder:
+    """Averaged word vectors. With ``tokenizer`` (Word2Vec trained on a subword tokenizer's
+    tokens, ``word2vec.tokenizer``) a text is cut into that tokenizer's tokens, spelled as
+    the vectors file spells them (spaces as ``▁``)."""
+    split = None
+    if tokenizer is not None:
+
+        def split(text: str) -> list[str]:
+            enc = tokenizer.encode(text, add_special_tokens=False)
+            return [t.replace(" ", "\u2581") for t in enc.tokens]
+
     def embed(texts: Sequence[str]) -> np.ndarray:
-        return average_word_vectors(texts, words, vectors, lowercase=lowercase)
+        return average_word_vectors(texts, words, vectors, lowercase=lowercase, split=split)
 
     return embed
 
@@ -37,10 +54,11 @@ def word2vec_embedder(words: Sequence[str], vectors: np.ndarray, lowercase: bool
 def _token_batches(
     tokenizer: Tokenizer, texts: Sequence[str], max_len: int, batch_size: int, pad_id: int
 ):
-    """``(ids, keep)`` tensors per batch: ``keep`` marks the real, non-special tokens."""
+    """``(ids, real, keep)`` tensors per batch: ``real`` marks tokens (not padding), ``keep``
+    the real, non-special ones."""
     for start in range(0, len(texts), batch_size):
         encs = tokenizer.encode_batch(list(texts[start : start + batch_size]))
-        rows = [(e.ids[:max_len], e.special_tokens_mask[:max_len]) for e in encs]
+        rows = [_cut(e.ids, e.special_tokens_mask, max_len) for e in encs]
         width = max(max((len(ids) for ids, _ in rows), default=1), 1)
         ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
         real = torch.zeros((len(rows), width), dtype=torch.bool)
@@ -52,23 +70,36 @@ def _token_batches(
         yield ids, real, keep
 
 
+def _cut(ids: list[int], special: list[int], max_len: int) -> tuple[list[int], list[int]]:
+    """The first ``max_len`` tokens; a closing special token (BERT's ``[SEP]``) is kept."""
+    if len(ids) <= max_len:
+        return ids, special
+    if special[-1]:
+        return ids[: max_len - 1] + ids[-1:], special[: max_len - 1] + special[-1:]
+    return ids[:max_len], special[:max_len]
+
+
 def _mean_pool(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     w = keep.to(h.dtype)[..., None]
     return (h * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
-def bert_embedder(model: Bert, tokenizer: Tokenizer, batch_size: int = 32) -> Embedder:
-    """Mean of BERT's last hidden states over the words (not ``[CLS]``/``[SEP]``/padding)."""
+def bert_embedder(
+    model: Bert, tokenizer: Tokenizer, batch_size: int = 32, max_len: int | None = None
+) -> Embedder:
+    """Mean of BERT's last hidden states over the words (not ``[CLS]``/``[SEP]``/padding).
+
+    ``max_len`` is the sequence length BERT was trained on (``bert.data.max_seq_len``):
+    position embeddings past it were never updated."""
     model.eval()
     pad_id = model.config.pad_id
+    max_len = min(max_len or model.config.max_seq_len, model.config.max_seq_len)
 
     @torch.no_grad()
     def embed(texts: Sequence[str]) -> np.ndarray:
         out = [
             _mean_pool(model.encode(ids, padding_mask=real), keep)
-            for ids, real, keep in _token_batches(
-                tokenizer, texts, model.config.max_seq_len, batch_size, pad_id
-            )
+            for ids, real, keep in _token_batches(tokenizer, texts, max_len, batch_size, pad_id)
         ]
         return torch.cat(out).float().numpy() if out else np.zeros((0, model.config.d_model))
 

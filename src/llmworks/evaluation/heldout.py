@@ -1,5 +1,6 @@
 """Held-out test-split scores of the trained Transformers, computed the way their validation
-scores are during training (same windows, same seeded masks), so the two are comparable."""
+scores are during training (GPT: non-overlapping windows of its block size; BERT: masks drawn
+with the validation seed ``bert.data.val_seed``), so test and validation figures compare."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ from llmworks.evaluation.report import Section, render, table_from_dict
 from llmworks.evaluation.run import (
     NEIGHBOURS_FILE,
     SAMPLES_FILE,
+    SKIPPED_FILE,
     TOKEN_VIEWS_FILE,
     TRAINED_MODELS,
     evaluation_paths,
@@ -129,6 +130,13 @@ def report_sections(cfg: DictConfig) -> list[Section]:
             )
         )
         s.figures += _figure(assets, figures, "representations", "Accuracy and MRR")
+        sections.append(s)
+
+    skipped = _read(assets / SKIPPED_FILE)
+    if skipped:
+        s = Section("Not evaluated")
+        rows = [[part, reason] for part, reason in skipped.items()]
+        s.tables.append(("Parts the evaluate stage skipped, and why", ["part", "reason"], rows))
         sections.append(s)
     return sections
 

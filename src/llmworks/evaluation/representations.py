@@ -13,8 +13,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from sklearn.preprocessing import normalize
 
-Embedder = Callable[[Sequence[str]], np.ndarray]
+ArrayLike = np.ndarray | sparse.spmatrix
+# texts -> one row per text, dense or scipy-sparse
+Embedder = Callable[[Sequence[str]], ArrayLike]
 
 
 @dataclass(frozen=True)
@@ -28,13 +32,20 @@ class ParagraphTask:
 
 
 def paragraph_task(
-    documents: Sequence[str], min_paragraphs: int = 3, min_words: int = 8, max_per_doc: int = 40
+    documents: Sequence[str],
+    min_paragraphs: int = 3,
+    min_words: int = 8,
+    max_per_doc: int = 40,
+    max_docs: int | None = None,
 ) -> ParagraphTask:
-    """Paragraphs of documents that have at least ``min_paragraphs`` of them."""
+    """Paragraphs of documents that have at least ``min_paragraphs`` of them (the first
+    ``max_docs`` such documents, which keeps the task's cost bounded on a hub corpus)."""
     paragraphs: list[str] = []
     doc_ids: list[int] = []
     doc = 0
     for text in documents:
+        if max_docs is not None and doc >= max_docs:
+            break
         paras = [p.strip() for p in text.split("\n\n") if len(p.split()) >= min_words]
         if len(paras) < min_paragraphs:
             continue
@@ -45,32 +56,67 @@ def paragraph_task(
     return ParagraphTask(paragraphs, np.asarray(doc_ids, dtype=np.int64))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def _unit_rows(x: ArrayLike) -> ArrayLike:
+    """Rows scaled to unit length; all-zero rows stay zero (they match nothing better than
+    anything else, so they score at chance)."""
+    if sparse.issparse(x):
+        return normalize(sparse.csr_matrix(x, dtype=np.float64))
     x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
 
 
-def leave_one_out_scores(embeddings: np.ndarray, doc_ids: np.ndarray) -> dict[str, float]:
-    """Nearest-centroid accuracy and MRR, each paragraph left out of its own centroid."""
-    emb = _unit(embeddings)
-    n_docs = int(doc_ids.max()) + 1
-    sums = np.zeros((n_docs, emb.shape[1]))
-    np.add.at(sums, doc_ids, emb)
-    counts = np.bincount(doc_ids, minlength=n_docs).astype(np.float64)
-    correct, reciprocal = 0, 0.0
-    for vec, doc in zip(emb, doc_ids, strict=True):
-        centroids = sums.copy()
-        centroids[doc] -= vec
-        sizes = counts.copy()
-        sizes[doc] -= 1
-        centroids = _unit(centroids / np.maximum(sizes, 1)[:, None])
-        sims = centroids @ vec
-        sims[sizes == 0] = -np.inf
-        rank = int((sims > sims[doc]).sum()) + 1
-        correct += rank == 1
-        reciprocal += 1.0 / rank
-    n = len(doc_ids)
+def leave_one_out_scores(
+    embeddings: ArrayLike, doc_ids: np.ndarray, chunk: int = 4096
+) -> dict[str, float]:
+    """Nearest-centroid accuracy and MRR, each paragraph left out of its own centroid.
+
+    Cosine to a centroid equals cosine to the sum of its unit vectors, so one product
+    ``E @ sums.T`` gives every query's similarity to every document; its own document's
+    sum is corrected by subtracting the query. Ties are broken at random in expectation
+    (a tie of ``t`` documents at the top counts ``1/t`` correct), so constant or zero vectors
+    score exactly chance instead of winning every tie. ``embeddings`` may be dense or
+    scipy-sparse (bag-of-words rows).
+    """
+    emb = _unit_rows(embeddings)
+    doc_ids = np.asarray(doc_ids, dtype=np.int64)
+    n, n_docs = len(doc_ids), int(doc_ids.max()) + 1
+    member = sparse.csr_matrix(
+        (np.ones(n), (doc_ids, np.arange(n))), shape=(n_docs, n)
+    )  # doc x paragraph indicator
+    sums = np.asarray((member @ emb).todense() if sparse.issparse(emb) else member @ emb)
+    sum_sq = (sums * sums).sum(1)
+    counts = np.bincount(doc_ids, minlength=n_docs)
+    self_sq = (
+        np.asarray(emb.multiply(emb).sum(1)).ravel()
+        if sparse.issparse(emb)
+        else ((emb * emb).sum(1))
+    )
+    correct, reciprocal = 0.0, 0.0
+    for lo in range(0, n, chunk):
+        rows = slice(lo, min(lo + chunk, n))
+        dots = np.asarray(emb[rows] @ sums.T)  # (queries, docs)
+        sims = dots / np.maximum(np.sqrt(sum_sq), 1e-300)
+        own = doc_ids[rows]
+        q = np.arange(len(own))
+        own_dot = dots[q, own] - self_sq[rows]
+        own_norm = np.sqrt(np.maximum(sum_sq[own] - 2 * dots[q, own] + self_sq[rows], 0.0))
+        own_sim = own_dot / np.maximum(own_norm, 1e-300)
+        own_sim[counts[own] <= 1] = -np.inf  # no other paragraph to make a centroid of
+        sims[q, own] = own_sim
+        sims[:, counts == 0] = -np.inf
+        tol = 1e-9 * np.maximum(np.abs(own_sim), 1.0)[:, None]
+        above = (sims > own_sim[:, None] + tol).sum(1)
+        tied = (np.abs(sims - own_sim[:, None]) <= tol).sum(1)  # includes its own document
+        correct += float(np.sum(np.where(above == 0, 1.0 / tied, 0.0)))
+        reciprocal += float(
+            sum(_mean_reciprocal(a + 1, a + t) for a, t in zip(above, tied, strict=True))
+        )
     return {"accuracy": correct / n, "mrr": reciprocal / n, "queries": n, "documents": n_docs}
+
+
+def _mean_reciprocal(first: int, last: int) -> float:
+    """Expected 1/rank when the rank is uniform on ``first..last`` (a tie broken at random)."""
+    return float(np.mean(1.0 / np.arange(first, last + 1)))
 
 
 def compare(task: ParagraphTask, embedders: dict[str, Embedder]) -> dict[str, dict[str, float]]:

@@ -7,8 +7,9 @@ Writes ``<paths.metrics>/evaluation.json`` (DVC metrics; names are stable across
 samples, token views, for the ``report`` stage) and one W&B run (``job_type=evaluate``) with
 the same metrics, the figures as images and the samples and comparison as tables.
 
-A model whose artifacts are missing is skipped with a warning, so the stage also works on a
-run that trained only some of the models.
+A part that cannot be evaluated (a model not trained, artifacts that do not fit together)
+is skipped with a warning and its reason in ``assets/skipped.json``, which the report lists;
+so the stage also works on a run that trained only some of the models.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,8 @@ ASSETS_DIR = "assets"
 SAMPLES_FILE = "samples.json"
 TOKEN_VIEWS_FILE = "token_views.json"
 NEIGHBOURS_FILE = "neighbours.json"
+SKIPPED_FILE = "skipped.json"
+MIN_MAP_WORDS = 4  # fewer points make no map (and no t-SNE perplexity fits)
 # models/<name>/csv/metrics.csv: Lightning's CSVLogger log of each training stage
 TRAINED_MODELS = ("word2vec", "bert", "gpt")
 
@@ -72,6 +76,22 @@ class Evaluation:
         self.embedders: dict[str, Embedder] = {}
         self.figures: dict[str, Path] = {}
         self.tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
+        self.skipped: dict[str, str] = {}  # part -> why it was not evaluated
+
+    def skip(self, part: str, reason: str) -> None:
+        log.warning("evaluate: skipping %s: %s", part, reason)
+        self.skipped[part] = reason
+
+    def run(self, section: Callable[[], None]) -> None:
+        """Run one section; if it cannot (a model not trained, artifacts that do not fit
+        together) it is skipped with its reason and leaves nothing half-written."""
+        before = {k: dict(getattr(self, k)) for k in ("metrics", "embedders", "figures", "tables")}
+        try:
+            section()
+        except LlmworksError as exc:
+            for key, value in before.items():
+                setattr(self, key, value)
+            self.skip(section.__name__.replace("_", " "), str(exc))
 
     @property
     def models(self) -> Path:
@@ -87,14 +107,15 @@ class Evaluation:
         results, views = {}, {}
         for name in self.cfg.tokenizers:
             if not tokenizer_path(self.cfg, name).is_file():
-                log.warning("evaluate: no trained %s tokenizer, skipping it", name)
+                self.skip(f"tokenizer {name}", f"no {tokenizer_path(self.cfg, name)}")
                 continue
             tok = load_tokenizer(self.cfg, name)
             spec = spec_from_config(self.cfg.tokenizers[name])
             stats = tokenizer_stats(tok, self.corpus["test"], spec)
             results[name] = {k: v for k, v in stats.items() if k != "type"}
             parts = pieces(tok, text)
-            views[name] = {"html": to_html(parts), "tokens": len(parts)}
+            n_tokens = len(tok.encode(text, add_special_tokens=False).ids)
+            views[name] = {"html": to_html(parts), "tokens": n_tokens}
         if results:
             self.metrics["tokenizers"] = results
             write_json(self.assets / TOKEN_VIEWS_FILE, {"text": text, "views": views})
@@ -112,11 +133,12 @@ class Evaluation:
 
         path = self.models / "word2vec" / "vectors.bin"
         if not path.is_file():
-            log.warning("evaluate: no %s, skipping Word2Vec", path)
-            return
+            raise LlmworksError(f"no {path}: the word2vec stage has not run")
         w = self.cfg.word2vec
         words, vectors = load(path, binary=True)
-        probes = [p for p in (w.get("probe_words") or []) if p in set(words)]
+        vocab = set(words)
+        probes = [str(p).lower() if w.lowercase else str(p) for p in w.get("probe_words") or []]
+        probes = list(dict.fromkeys(p for p in probes if p in vocab))
         metrics, neighbours = evaluate(words, vectors, probes)
         self.metrics["word2vec"] = {k: _finite(v) for k, v in metrics.items()} | {
             "vocab_size": len(words)
@@ -130,14 +152,20 @@ class Evaluation:
         skip = min(int(wm.skip_most_frequent), max(len(words) - int(wm.n_words), 0))
         chosen = list(dict.fromkeys(probes + words[skip : skip + int(wm.n_words)]))
         index = {word: i for i, word in enumerate(words)}
-        self.figures["word2vec_map"] = plots.plot_word_map(
-            chosen,
-            vectors[[index[c] for c in chosen]],
-            self.assets / "word2vec_map.png",
-            probes,
-            method=str(wm.method),
+        if len(chosen) < MIN_MAP_WORDS:
+            self.skip("word2vec map", f"{len(chosen)} words to place; it needs {MIN_MAP_WORDS}")
+        else:
+            self.figures["word2vec_map"] = plots.plot_word_map(
+                chosen,
+                vectors[[index[c] for c in chosen]],
+                self.assets / "word2vec_map.png",
+                probes,
+                method=str(wm.method),
+            )
+        subword = load_tokenizer(self.cfg, str(w.tokenizer)) if w.get("tokenizer") else None
+        self.embedders["word2vec_avg"] = word2vec_embedder(
+            words, vectors, bool(w.lowercase), tokenizer=subword
         )
-        self.embedders["word2vec_avg"] = word2vec_embedder(words, vectors, bool(w.lowercase))
 
     # ------------------------------------------------------------------ BERT
 
@@ -148,27 +176,30 @@ class Evaluation:
 
         model_dir = self.models / "bert"
         if not (model_dir / WEIGHTS_FILE).is_file():
-            log.warning("evaluate: no BERT in %s, skipping it", model_dir)
-            return
+            raise LlmworksError(f"no {model_dir / WEIGHTS_FILE}: the bert stage has not run")
         b = self.cfg.bert
         model = Bert.load(model_dir).eval()
         tok_json = model_dir / "tokenizer.json"
         tok = Tokenizer.from_file(str(tok_json))
+        # positions beyond the trained length were never learned; truncation keeps [SEP]
+        tok.enable_truncation(min(model.config.max_seq_len, int(b.data.max_seq_len)))
         data = MLMData(tokens_dir(self.cfg, str(b.tokenizer)), tok_json, b.data)
         self.metrics["bert"] = masked_lm_metrics(
-            model, data.val_dataloader("test"), self.cfg.evaluate.max_test_batches
+            model, data.test_dataloader(), self.cfg.evaluate.max_test_batches
         )
-        enc = tok.encode(str(self.cfg.evaluate.attention.text))
-        ids = torch.tensor(enc.ids[: model.config.max_seq_len])
+        ids = torch.tensor(tok.encode(str(self.cfg.evaluate.attention.text)).ids)
         self.figures["bert_attention"] = plots.plot_attention(
             attention_maps(model, ids),
             token_labels(tok, ids.tolist()),
             self.assets / "bert_attention.png",
             "BERT attention (bidirectional)",
-            _heads(self.cfg),
+            _heads(self.cfg, model.config.n_layer, model.config.n_head),
         )
         self.embedders["bert_mean"] = bert_embedder(
-            model, tok, int(self.cfg.evaluate.representations.batch_size)
+            model,
+            tok,
+            int(self.cfg.evaluate.representations.batch_size),
+            max_len=int(b.data.max_seq_len),
         )
 
     # ------------------------------------------------------------------ GPT
@@ -181,8 +212,7 @@ class Evaluation:
 
         model_dir = self.models / "gpt"
         if not (model_dir / WEIGHTS_FILE).is_file():
-            log.warning("evaluate: no GPT in %s, skipping it", model_dir)
-            return
+            raise LlmworksError(f"no {model_dir / WEIGHTS_FILE}: the gpt stage has not run")
         g, ev = self.cfg.gpt, self.cfg.evaluate
         model = GPT.load(model_dir).eval()
         tok_json = model_dir / "tokenizer.json"
@@ -229,7 +259,7 @@ class Evaluation:
             token_labels(tok, ids.tolist()),
             self.assets / "gpt_attention.png",
             "GPT attention (causal)",
-            _heads(self.cfg),
+            _heads(self.cfg, model.config.n_layer, model.config.n_head),
         )
         self.embedders["gpt_mean"] = gpt_embedder(model, tok, int(ev.representations.batch_size))
 
@@ -240,19 +270,22 @@ class Evaluation:
         vectors, on paragraphs of the held-out documents."""
         r = self.cfg.evaluate.representations
         docs = [t for split in r.splits for t in self.corpus[str(split)]["text"]]
-        task = paragraph_task(docs, int(r.min_paragraphs), int(r.min_words), int(r.max_per_doc))
+        task = paragraph_task(
+            docs,
+            int(r.min_paragraphs),
+            int(r.min_words),
+            int(r.max_per_doc),
+            r.get("max_docs"),
+        )
         if task.n_docs < 2:
-            log.warning(
-                "evaluate: %d held-out documents with >= %d paragraphs; skipping the "
-                "representation comparison",
-                task.n_docs,
-                int(r.min_paragraphs),
+            raise LlmworksError(
+                f"{task.n_docs} held-out documents with >= {int(r.min_paragraphs)} paragraphs "
+                f"of >= {int(r.min_words)} words; the comparison needs two"
             )
-            return
         train = self.corpus["train"]["text"]
         embedders = {
-            "bow_counts": bag_of_words_embedder(train, tfidf=False),
-            "tfidf": bag_of_words_embedder(train, tfidf=True),
+            "bow_counts": bag_of_words_embedder(train, False, r.get("bow_max_features")),
+            "tfidf": bag_of_words_embedder(train, True, r.get("bow_max_features")),
             **self.embedders,
         }
         scores = compare(task, embedders)
@@ -275,11 +308,18 @@ class Evaluation:
 
 def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
     """The ``evaluate`` stage. Assets are written to a staging directory and moved into
-    place at the end, so a crash leaves the previous report assets intact."""
+    place at the end, so a crash of a direct run leaves the previous report assets intact
+    (``dvc repro`` removes a stage's outputs before running it; its cache keeps the old
+    ones)."""
     logging.getLogger("gensim").setLevel(logging.WARNING)  # its INFO lines drown ours
     if cfg.evaluate.word_map.method not in ("pca", "tsne"):
         raise LlmworksError(
             f"evaluate.word_map.method={cfg.evaluate.word_map.method!r}: expected pca or tsne"
+        )
+    limit = cfg.evaluate.max_test_batches
+    if limit is not None and int(limit) < 1:
+        raise LlmworksError(
+            f"evaluate.max_test_batches={limit}: expected a positive count, or null for all"
         )
     corpus = load_corpus(cfg)
     metrics_path, assets = evaluation_paths(cfg)
@@ -288,11 +328,17 @@ def run_evaluation(cfg: DictConfig) -> dict[str, Any]:
         staged = Path(tmp) / ASSETS_DIR
         staged.mkdir()
         ev = Evaluation(cfg, corpus, staged)
-        for section in (ev.tokenizers, ev.word2vec, ev.bert, ev.gpt):
-            section()
-        ev.representations()
-        ev.training_curves()
+        for section in (
+            ev.tokenizers,
+            ev.word2vec,
+            ev.bert,
+            ev.gpt,
+            ev.representations,
+            ev.training_curves,
+        ):
+            ev.run(section)
         write_json(staged / "figures.json", {k: p.name for k, p in ev.figures.items()})
+        write_json(staged / SKIPPED_FILE, ev.skipped)
         replace_dir(staged, assets)
     write_json(metrics_path, ev.metrics)
     with wandb_run(cfg, "evaluate") as run:
@@ -315,9 +361,18 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _heads(cfg: DictConfig) -> list[tuple[int, int]] | None:
+def _heads(cfg: DictConfig, n_layer: int, n_head: int) -> list[tuple[int, int]] | None:
     heads = cfg.evaluate.attention.get("heads")
-    return [(int(layer), int(head)) for layer, head in heads] if heads else None
+    if not heads:
+        return None
+    chosen = [(int(layer), int(head)) for layer, head in heads]
+    for layer, head in chosen:
+        if not (0 <= layer < n_layer and 0 <= head < n_head):
+            raise LlmworksError(
+                f"evaluate.attention.heads: [{layer}, {head}] is not a head of a model with "
+                f"{n_layer} layers of {n_head} heads (counting from 0)"
+            )
+    return chosen
 
 
 def _finite(value: Any) -> Any:

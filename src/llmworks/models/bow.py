@@ -11,7 +11,7 @@ trains on (``llmworks.data.word_vocab.tokenize``), so both see the same words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
@@ -75,18 +75,31 @@ class BagOfWords:
         return dense / np.maximum(norms, 1e-12)
 
 
-def fit_bow(texts: Sequence[str], tfidf: bool = True, min_count: int = 1) -> BagOfWords:
-    return BagOfWords(tfidf=tfidf, min_count=min_count).fit(texts)
+def fit_bow(
+    texts: Sequence[str],
+    tfidf: bool = True,
+    min_count: int = 1,
+    max_features: int | None = None,
+) -> BagOfWords:
+    return BagOfWords(tfidf=tfidf, min_count=min_count, max_features=max_features).fit(texts)
 
 
 def average_word_vectors(
-    texts: Sequence[str], words: Sequence[str], vectors: np.ndarray, lowercase: bool = True
+    texts: Sequence[str],
+    words: Sequence[str],
+    vectors: np.ndarray,
+    lowercase: bool = True,
+    split: Callable[[str], list[str]] | None = None,
 ) -> np.ndarray:
     """Documents as the mean of their in-vocabulary word vectors (zeros when none): how the
-    evaluation stage turns Word2Vec into document vectors to set beside TF-IDF."""
+    evaluation stage turns Word2Vec into document vectors to set beside TF-IDF.
+
+    ``split`` cuts a text into the units the vectors were trained on: by default the word
+    tokenizer Word2Vec trains on, a subword tokenizer's tokens for ``word2vec.tokenizer``."""
     index = {w: i for i, w in enumerate(words)}
     vectors = np.asarray(vectors, dtype=np.float32)
-    rows = [[i for i in map(index.get, tokenize(t, lowercase)) if i is not None] for t in texts]
+    split = split or partial(tokenize, lowercase=lowercase)
+    rows = [[i for i in map(index.get, split(t)) if i is not None] for t in texts]
     lengths = np.array([len(r) for r in rows])
     flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
     doc = np.repeat(np.arange(len(rows)), lengths)
