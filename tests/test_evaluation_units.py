@@ -208,3 +208,19 @@ def test_complete_cuts_at_end_of_text(bpe_json: Path) -> None:
             return torch.tensor([idx[0].tolist() + cat + [eot] + dog])
 
     assert complete(Scripted(), tok, "The", 10) == " cat"
+
+
+# ----------------------------------------------------------------------------- device
+
+
+def test_eval_device_resolves_auto_and_rejects_what_torch_cannot_use() -> None:
+    from llmworks.errors import LlmworksError
+    from llmworks.evaluation.run import eval_device
+
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert eval_device("auto").type == want and eval_device("cpu") == torch.device("cpu")
+    with pytest.raises(LlmworksError, match="evaluate.device='gpu0'"):
+        eval_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(LlmworksError, match="no CUDA device"):
+            eval_device("cuda")

@@ -135,3 +135,26 @@ def test_no_resume_from_a_finished_run(tmp_path):
     assert resume_checkpoint(tmp_path, {}, max_steps=20) == ckpt  # raised max_steps: train on
     assert resume_checkpoint(tmp_path, {}, max_steps=10) is None
     assert not ckpt.exists()
+
+
+@pytest.mark.parametrize(
+    ("precision", "clip", "fused"),
+    [("bf16-mixed", 1.0, False), ("bf16-mixed", None, True), ("32-true", 1.0, True)],
+)
+def test_fused_adamw_only_where_lightning_can_clip_it(precision, clip, fused):
+    """Lightning's AMP plugin refuses to clip gradients of the fused AdamW (found on an H100:
+    trainer=gpu, bf16-mixed, gradient_clip_val 1.0 stopped the first step)."""
+    import lightning as L
+
+    from llmworks.training.optim import use_fused_adamw
+
+    trainer = L.Trainer(
+        accelerator="cpu",
+        precision=precision,
+        gradient_clip_val=clip,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    assert use_fused_adamw(True, trainer) is fused
+    assert use_fused_adamw(False, trainer) is False

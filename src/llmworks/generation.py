@@ -60,19 +60,22 @@ def complete(
     """The continuation of ``prompt`` (new text only), cut at the end-of-text token.
 
     ``temperature=0`` is greedy; otherwise sampling is seeded, so the same model, prompt and
-    seed always give the same text (the evaluation's fixed samples)."""
+    seed always give the same text on the same kind of device (the evaluation's fixed
+    samples; CPU and CUDA draw from different random streams)."""
     eot = tokenizer.token_to_id(EOT)
     ids = tokenizer.encode(prompt).ids or [eot]
+    weight = next(model.parameters(), None)
+    device = weight.device if weight is not None else torch.device("cpu")
     out = (
         model.eval()
         .generate(
-            torch.tensor([ids]),
+            torch.tensor([ids], device=device),
             max_new_tokens,
             temperature=temperature,
             top_k=top_k,
             top_p=top_p,
             stop_token=eot,
-            generator=torch.Generator().manual_seed(seed),
+            generator=torch.Generator(device).manual_seed(seed),
         )[0, len(ids) :]
         .tolist()
     )

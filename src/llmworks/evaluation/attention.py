@@ -29,13 +29,14 @@ def attention_maps(
     (shape ``(T,)`` or ``(1, T)``). ``padding_mask`` (True on real tokens) is for BERT only:
     padded keys get weight 0. Runs in eval mode without gradients; the model's mode is restored.
     """
-    idx = idx.reshape(1, -1) if idx.dim() == 1 else idx
+    device = next(model.parameters()).device
+    idx = (idx.reshape(1, -1) if idx.dim() == 1 else idx).to(device)
     if idx.shape[0] != 1:
         raise ValueError(f"attention_maps takes one sequence, got a batch of {idx.shape[0]}")
     if padding_mask is not None:
         if not isinstance(model, Bert):
             raise ValueError("padding_mask is only supported for Bert (GPT has no padding)")
-        padding_mask = padding_mask.reshape(1, -1)
+        padding_mask = padding_mask.reshape(1, -1).to(device)
 
     # each attention layer's call, as (module, {argument name: value}) in layer order
     calls: list[tuple[Attention, dict]] = []

@@ -80,8 +80,8 @@ def _cut(ids: list[int], special: list[int], max_len: int) -> tuple[list[int], l
 
 
 def _mean_pool(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    w = keep.to(h.dtype)[..., None]
-    return (h * w).sum(1) / w.sum(1).clamp(min=1.0)
+    w = keep.to(h.device, h.dtype)[..., None]
+    return ((h * w).sum(1) / w.sum(1).clamp(min=1.0)).float().cpu()
 
 
 def bert_embedder(
@@ -94,14 +94,15 @@ def bert_embedder(
     model.eval()
     pad_id = model.config.pad_id
     max_len = min(max_len or model.config.max_seq_len, model.config.max_seq_len)
+    device = next(model.parameters()).device
 
     @torch.no_grad()
     def embed(texts: Sequence[str]) -> np.ndarray:
         out = [
-            _mean_pool(model.encode(ids, padding_mask=real), keep)
+            _mean_pool(model.encode(ids.to(device), padding_mask=real.to(device)), keep)
             for ids, real, keep in _token_batches(tokenizer, texts, max_len, batch_size, pad_id)
         ]
-        return torch.cat(out).float().numpy() if out else np.zeros((0, model.config.d_model))
+        return torch.cat(out).numpy() if out else np.zeros((0, model.config.d_model))
 
     return embed
 
@@ -113,15 +114,16 @@ def gpt_embedder(model: GPT, tokenizer: Tokenizer, batch_size: int = 32) -> Embe
     give the same states as unpadded ones; the padding is then left out of the mean.
     """
     model.eval()
+    device = next(model.parameters()).device
 
     @torch.no_grad()
     def embed(texts: Sequence[str]) -> np.ndarray:
         out = [
-            _mean_pool(model.encode(ids), real)
+            _mean_pool(model.encode(ids.to(device)), real)
             for ids, real, _ in _token_batches(
                 tokenizer, texts, model.config.block_size, batch_size, pad_id=0
             )
         ]
-        return torch.cat(out).float().numpy() if out else np.zeros((0, model.config.d_model))
+        return torch.cat(out).numpy() if out else np.zeros((0, model.config.d_model))
 
     return embed

@@ -29,10 +29,11 @@ def causal_lm_metrics(
     Bits per byte divides by the split's bytes per token, which makes models with different
     tokenizers comparable (a loss per token is not)."""
     model.eval()
+    device = next(model.parameters()).device
     loader = DataLoader(windows, batch_size=batch_size, shuffle=False)
     total, count = 0.0, 0
     for x, y in _limit(loader, max_batches):
-        _, loss = model(x, y)
+        _, loss = model(x.to(device), y.to(device))
         total += float(loss) * y.numel()
         count += y.numel()
     loss = total / max(count, 1)
@@ -48,8 +49,10 @@ def masked_lm_metrics(
 ) -> dict[str, float]:
     """Mean cross-entropy and accuracy per masked token, and the perplexity of that loss."""
     model.eval()
+    device = next(model.parameters()).device
     total, correct, count = 0.0, 0, 0
     for batch in _limit(batches, max_batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
         logits, loss = model(
             batch["input_ids"],
             batch["attention_mask"],

@@ -77,6 +77,7 @@ class Evaluation:
         self.figures: dict[str, Path] = {}
         self.tables: dict[str, tuple[list[str], list[list[Any]]]] = {}
         self.skipped: dict[str, str] = {}  # part -> why it was not evaluated
+        self.device = eval_device(str(cfg.evaluate.device))
 
     def skip(self, part: str, reason: str) -> None:
         log.warning("evaluate: skipping %s: %s", part, reason)
@@ -178,7 +179,7 @@ class Evaluation:
         if not (model_dir / WEIGHTS_FILE).is_file():
             raise LlmworksError(f"no {model_dir / WEIGHTS_FILE}: the bert stage has not run")
         b = self.cfg.bert
-        model = Bert.load(model_dir).eval()
+        model = Bert.load(model_dir, str(self.device)).eval()
         tok_json = model_dir / "tokenizer.json"
         tok = Tokenizer.from_file(str(tok_json))
         # positions beyond the trained length were never learned; truncation keeps [SEP]
@@ -214,7 +215,7 @@ class Evaluation:
         if not (model_dir / WEIGHTS_FILE).is_file():
             raise LlmworksError(f"no {model_dir / WEIGHTS_FILE}: the gpt stage has not run")
         g, ev = self.cfg.gpt, self.cfg.evaluate
-        model = GPT.load(model_dir).eval()
+        model = GPT.load(model_dir, str(self.device)).eval()
         tok_json = model_dir / "tokenizer.json"
         tok = Tokenizer.from_file(str(tok_json))
         data = WindowDataModule(
@@ -359,6 +360,20 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def eval_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one (the Transformers' test scores, samples and
+    embeddings are forward passes only), else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise LlmworksError(f"evaluate.device={name!r}: {exc}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise LlmworksError(f"evaluate.device={name!r} but torch sees no CUDA device")
+    return device
 
 
 def _heads(cfg: DictConfig, n_layer: int, n_head: int) -> list[tuple[int, int]] | None:

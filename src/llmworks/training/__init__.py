@@ -32,7 +32,7 @@ A stage builds its ``LightningModule`` and ``LightningDataModule`` and calls::
 - after training, validates the final weights once more; those are ``result.metrics``.
 
 The module's ``configure_optimizers`` can return ``configure_adamw(self, optim_cfg,
-self.trainer.max_steps)``: AdamW with weight decay on linear weight matrices only (none on
+self.trainer.max_steps, self.trainer)``: AdamW with weight decay on linear weight matrices only (none on
 norms, biases, embeddings) and a linear-warmup + cosine schedule (``lr``, ``weight_decay``,
 ``betas``, ``eps``, ``warmup_steps``, ``min_lr_ratio``).
 """

@@ -92,7 +92,7 @@ class CausalLM(L.LightningModule):
         self.log_dict(metrics, prog_bar=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self.model, self.hparams.optim, self.trainer.max_steps)
+        return configure_adamw(self.model, self.hparams.optim, self.trainer.max_steps, self.trainer)
 
     @classmethod
     def for_config(cls, cfg: GPTConfig, optim: dict[str, Any], **kwargs) -> CausalLM:

@@ -83,7 +83,7 @@ class MLMModule(L.LightningModule):
         return int(batch["attention_mask"].sum())  # real tokens: padding is not throughput
 
     def configure_optimizers(self):
-        return configure_adamw(self.model, self.optim, self.trainer.max_steps)
+        return configure_adamw(self.model, self.optim, self.trainer.max_steps, self.trainer)
 
 
 def bert_dir(cfg: DictConfig) -> Path:

@@ -42,10 +42,28 @@ def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: fl
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def configure_adamw(module: nn.Module, optim: Mapping[str, Any], max_steps: int) -> dict[str, Any]:
+def use_fused_adamw(on_cuda: bool, trainer: Any | None = None) -> bool:
+    """Fused AdamW (one kernel for all parameters) needs CUDA weights. Lightning's mixed
+    precision plugins refuse to clip gradients for an optimizer that unscales them itself, as
+    the fused one does, so with AMP and ``gradient_clip_val`` the foreach kernels are used."""
+    if not on_cuda:
+        return False
+    if trainer is None:
+        return True
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    clipping = bool(trainer.gradient_clip_val)
+    return not (clipping and isinstance(trainer.precision_plugin, MixedPrecision))
+
+
+def configure_adamw(
+    module: nn.Module, optim: Mapping[str, Any], max_steps: int, trainer: Any | None = None
+) -> dict[str, Any]:
     """What a ``LightningModule.configure_optimizers`` returns, from an ``optim`` config:
-    ``lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio`` (schedule stepped per step)."""
-    fused = torch.cuda.is_available() and next(module.parameters()).is_cuda
+    ``lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio`` (schedule stepped per step).
+    Pass the ``trainer`` so the fused kernel is only chosen where Lightning can use it."""
+    on_cuda = torch.cuda.is_available() and next(module.parameters()).is_cuda
+    fused = use_fused_adamw(on_cuda, trainer)
     opt = torch.optim.AdamW(
         param_groups(module, float(optim.get("weight_decay", 0.1))),
         lr=float(optim["lr"]),
