@@ -19,6 +19,12 @@ from llmworks.errors import LlmworksError
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 
 
+def token_as_word(token: str) -> str:
+    """A subword token as a Word2Vec "word": word2vec files split on whitespace, so a
+    token's spaces are written as SentencePiece's ``▁``."""
+    return token.replace(" ", "\u2581")
+
+
 def tokenize(text: str, lowercase: bool = True) -> list[str]:
     return _WORD.findall(text.lower() if lowercase else text)
 

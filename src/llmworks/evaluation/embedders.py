@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from llmworks.data.word_vocab import token_as_word
 from llmworks.evaluation.representations import Embedder
 from llmworks.models.bert import Bert
 from llmworks.models.bow import average_word_vectors, fit_bow
@@ -43,7 +44,7 @@ def word2vec_embedder(
 
         def split(text: str) -> list[str]:
             enc = tokenizer.encode(text, add_special_tokens=False)
-            return [t.replace(" ", "\u2581") for t in enc.tokens]
+            return [token_as_word(t) for t in enc.tokens]
 
     def embed(texts: Sequence[str]) -> np.ndarray:
         return average_word_vectors(texts, words, vectors, lowercase=lowercase, split=split)

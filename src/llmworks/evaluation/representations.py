@@ -91,6 +91,7 @@ def leave_one_out_scores(
         if sparse.issparse(emb)
         else ((emb * emb).sum(1))
     )
+    harmonic = _harmonic(n_docs)
     correct, reciprocal = 0.0, 0.0
     for lo in range(0, n, chunk):
         rows = slice(lo, min(lo + chunk, n))
@@ -108,15 +109,15 @@ def leave_one_out_scores(
         above = (sims > own_sim[:, None] + tol).sum(1)
         tied = (np.abs(sims - own_sim[:, None]) <= tol).sum(1)  # includes its own document
         correct += float(np.sum(np.where(above == 0, 1.0 / tied, 0.0)))
-        reciprocal += float(
-            sum(_mean_reciprocal(a + 1, a + t) for a, t in zip(above, tied, strict=True))
-        )
+        # a tie of t documents after `above` better ones: rank uniform on above+1..above+t
+        reciprocal += float(np.sum((harmonic[above + tied] - harmonic[above]) / tied))
     return {"accuracy": correct / n, "mrr": reciprocal / n, "queries": n, "documents": n_docs}
 
 
-def _mean_reciprocal(first: int, last: int) -> float:
-    """Expected 1/rank when the rank is uniform on ``first..last`` (a tie broken at random)."""
-    return float(np.mean(1.0 / np.arange(first, last + 1)))
+def _harmonic(n: int) -> np.ndarray:
+    """``H[k] = 1 + 1/2 + ... + 1/k`` for k = 0..n: the mean of 1/rank over ranks
+    ``a+1..a+t`` is ``(H[a+t] - H[a]) / t``."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
 
 
 def compare(task: ParagraphTask, embedders: dict[str, Embedder]) -> dict[str, dict[str, float]]:
@@ -127,7 +128,7 @@ def compare(task: ParagraphTask, embedders: dict[str, Embedder]) -> dict[str, di
     }
     results["chance"] = {
         "accuracy": 1.0 / max(task.n_docs, 1),
-        "mrr": float(np.mean([1.0 / r for r in range(1, task.n_docs + 1)])) if task.n_docs else 0.0,
+        "mrr": float(_harmonic(task.n_docs)[-1] / task.n_docs) if task.n_docs else 0.0,
         "queries": len(task.paragraphs),
         "documents": task.n_docs,
     }

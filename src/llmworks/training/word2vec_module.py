@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.data.skipgram import Corpus, NegativeSampler, PairStream, keep_probability
-from llmworks.data.word_vocab import WordVocab, tokenize
+from llmworks.data.word_vocab import WordVocab, token_as_word, tokenize
 from llmworks.errors import LlmworksError
 from llmworks.models.word2vec import Word2Vec, Word2VecConfig
 from llmworks.training.trainer import CSV_DIR, write_plots
@@ -137,8 +137,7 @@ def subword_corpus(cfg: DictConfig, name: str) -> tuple[WordVocab, Corpus]:
     mapped = remap[ids]
     kept = mapped >= 0
     offsets = np.concatenate([[0], np.cumsum(kept)])[split.offsets]
-    # word2vec formats split on whitespace: show a token's spaces as SentencePiece's ▁
-    words = [(tok.id_to_token(int(i)) or f"<{i}>").replace(" ", "\u2581") for i in order]
+    words = [token_as_word(tok.id_to_token(int(i)) or f"<{i}>") for i in order]
     vocab = WordVocab(words, counts[order])
     raw = int((ids != shards.separator_id).sum())
     return vocab, Corpus(mapped[kept].astype(np.int32), offsets, raw)
