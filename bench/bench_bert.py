@@ -27,14 +27,15 @@ import torch
 import transformers
 from omegaconf import OmegaConf
 
-from llmworks.data.mlm import MLMCollator, MLMData
+from llmworks.config import compose_config, typed
+from llmworks.data.mlm import MLMCollator, MLMData, MLMDataConfig
 from llmworks.export.hf_bert import to_hf
 from llmworks.models.bert import Bert, BertConfig
-from llmworks.training import configure_adamw
+from llmworks.training.optim import OptimConfig, configure_adamw
 
-OPTIM = {"lr": 5e-4, "weight_decay": 0.01, "betas": [0.9, 0.98], "eps": 1e-6, "warmup_steps": 10}
-# conf/bert/default.yaml with its 8192-token WordPiece vocabulary
-DEFAULT = dict(n_layer=4, n_head=4, d_model=256, max_seq_len=128, dropout=0.1)
+# conf/bert/default.yaml (with its 8192-token WordPiece vocabulary)
+BERT = compose_config(["bert=default"]).bert
+OPTIM = typed(OptimConfig, BERT.optim, "bert.optim")
 
 
 def machine() -> str:
@@ -50,17 +51,10 @@ def machine() -> str:
 
 
 def real_batches(data_dir: Path, batch_size: int, seq_len: int, n: int) -> tuple[list[dict], int]:
-    cfg = OmegaConf.create(
-        dict(
-            max_seq_len=seq_len,
-            packing="docs",
-            mask_rate=0.15,
-            whole_word=False,
-            batch_size=batch_size,
-            num_workers=0,
-            val_seed=0,
-            max_val_batches=None,
-        )
+    cfg = typed(
+        MLMDataConfig,
+        OmegaConf.merge(BERT.data, {"max_seq_len": seq_len, "batch_size": batch_size}),
+        "bert.data",
     )
     data = MLMData(
         data_dir / "tokens" / "wordpiece",
@@ -75,7 +69,14 @@ def real_batches(data_dir: Path, batch_size: int, seq_len: int, n: int) -> tuple
 def synthetic_batches(batch_size: int, seq_len: int, n: int, vocab: int = 8192) -> list[dict]:
     """Zipf-like ids; lengths from seq_len/2 to seq_len, so each batch carries some padding."""
     g = torch.Generator().manual_seed(0)
-    collator = MLMCollator(vocab, pad_id=0, mask_id=4, special_ids=range(6))
+    collator = MLMCollator(
+        vocab,
+        pad_id=0,
+        mask_id=4,
+        special_ids=range(6),
+        mask_rate=BERT.data.mask_rate,
+        whole_word=False,
+    )
     ranks = torch.arange(1, vocab - 5, dtype=torch.float)
     out = []
     for _ in range(n):
@@ -144,12 +145,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    seq_len = DEFAULT["max_seq_len"]
+    seq_len = BERT.data.max_seq_len
     if args.data:
         batches, vocab = real_batches(args.data, args.batch_size, seq_len, args.steps)
     else:
         batches, vocab = synthetic_batches(args.batch_size, seq_len, args.steps), 8192
-    cfg = BertConfig(vocab_size=vocab, **DEFAULT)
+    cfg = typed(BertConfig, BERT.model, "bert.model", vocab_size=vocab, pad_id=0)
     padding = 1 - sum(int(b["attention_mask"].sum()) for b in batches) / sum(
         b["attention_mask"].numel() for b in batches
     )
@@ -188,7 +189,8 @@ def main() -> None:
             {
                 "machine": machine(),
                 "data": str(args.data or "synthetic"),
-                "config": DEFAULT | {"vocab_size": vocab, "batch_size": args.batch_size},
+                "config": OmegaConf.to_container(BERT.model)
+                | {"vocab_size": vocab, "batch_size": args.batch_size},
                 "padding": round(padding, 3),
                 "ours_tokens_per_s": round(med["ours"]),
                 "hf_tokens_per_s": round(med["hf"]),

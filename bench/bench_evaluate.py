@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from llmworks.config import compose_config
-from llmworks.evaluation.run import flatten, run_evaluation
+from llmworks.evaluation.run import evaluate_stage, flatten
 
 
 def evaluate_on(device: str, overrides: list[str], out: Path) -> tuple[dict, float]:
@@ -31,7 +31,7 @@ def evaluate_on(device: str, overrides: list[str], out: Path) -> tuple[dict, flo
     OmegaConf.update(cfg, "paths.metrics", str(out / device / "metrics"))
     OmegaConf.update(cfg, "paths.report", str(out / device / "report"))
     start = time.perf_counter()
-    metrics = run_evaluation(cfg)
+    metrics = evaluate_stage(cfg)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return flatten(metrics), time.perf_counter() - start

@@ -22,15 +22,25 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
+from llmworks.config import compose_config, typed
 from llmworks.models.gpt import GPT, GPTConfig
-from llmworks.training import build_trainer, configure_adamw
-from llmworks.training.lm import CausalLM
+from llmworks.training.fit import Run, build_callbacks, build_trainer
+from llmworks.training.gpt import CausalLM
+from llmworks.training.logs import merge_sessions
+from llmworks.training.optim import OptimConfig, configure_adamw
 
-OPTIM = {"lr": 1e-3, "weight_decay": 0.1, "betas": [0.9, 0.95], "warmup_steps": 10}
-# the CPU default preset (conf/gpt/default.yaml) with its 8192-token BPE vocabulary
-DEFAULT = dict(vocab_size=8192, block_size=128, n_layer=4, n_head=4, d_model=128)
+# the presets of conf/gpt/ with an 8192-token BPE vocabulary (the default's)
+VOCAB = 8192
+
+
+def preset(name: str, **model) -> tuple[GPTConfig, OptimConfig]:
+    g = compose_config([f"gpt={name}"]).gpt
+    config = typed(GPTConfig, OmegaConf.merge(g.model, model), "gpt.model", vocab_size=VOCAB)
+    return config, typed(OptimConfig, g.optim, "gpt.optim")
 
 
 def machine() -> str:
@@ -67,31 +77,55 @@ class StepClock(L.Callback):
         self.times.append(time.perf_counter())
 
 
-def lightning_tps(cfg: GPTConfig, loader: DataLoader, warmup: int) -> float:
-    torch.manual_seed(0)
-    module = CausalLM.for_config(cfg, OPTIM)
-    clock = StepClock()
-    trainer = build_trainer(
-        {"accelerator": "auto", "devices": 1},
+def fit_like_the_stage(
+    module: CausalLM, loader: DataLoader, trainer_overrides: list[str], callbacks: list
+) -> Path:
+    """``trainer.fit`` as the train_gpt stage builds it -- the Trainer, callbacks (checkpoint,
+    LR monitor, throughput) and CSV logger of conf/ -- on ``loader``, without validation.
+    Returns the CSV log."""
+    cfg = compose_config(["logger=none", *trainer_overrides])
+    root = Path(tempfile.mkdtemp())
+    run = Run(root, "bench", "bench", 0, None)
+    schedule = OmegaConf.create(
         {
             "max_steps": len(loader),
             "gradient_clip_val": 1.0,
-            "val_check_interval": None,
             "limit_val_batches": 0,
-        },
-        callbacks=[clock],
-        default_root_dir=tempfile.mkdtemp(),
+            "log_every_n_steps": 5,
+        }
+    )
+    logger = CSVLogger(str(root), name="csv", version="0")
+    trainer = build_trainer(
+        cfg, schedule, build_callbacks(cfg, "val_loss", run, module) + callbacks, [logger], root
     )
     trainer.fit(module, train_dataloaders=loader)
+    return Path(logger.log_dir) / "metrics.csv"
+
+
+def lightning_tps(cfg: GPTConfig, optim: OptimConfig, loader: DataLoader, warmup: int) -> float:
+    torch.manual_seed(0)
+    module = CausalLM(cfg, optim, None, compile=False)
+    clock = StepClock()
+    fit_like_the_stage(
+        module,
+        loader,
+        [
+            "trainer=cpu" if not torch.cuda.is_available() else "trainer=gpu",
+            "trainer.precision=32-true",
+        ],
+        [clock],
+    )
     t = clock.times
     return (len(t) - 1 - warmup) * loader.batch_size * cfg.block_size / (t[-1] - t[warmup])
 
 
-def plain_tps(model: torch.nn.Module, loader: DataLoader, warmup: int, hf: bool = False) -> float:
+def plain_tps(
+    model: torch.nn.Module, optim: OptimConfig, loader: DataLoader, warmup: int, hf: bool = False
+) -> float:
     """The loop a user would write by hand: forward, backward, clip, AdamW step, schedule."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
-    opt = configure_adamw(model, OPTIM, len(loader))
+    opt = configure_adamw(model, optim, len(loader))
     optimizer, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     times = []
     for x, y in loader:
@@ -123,15 +157,16 @@ def rounds(contestants: dict, n: int) -> dict[str, float]:
 
 
 def bench_train(args) -> dict:
-    cfg = GPTConfig(**DEFAULT)
+    cfg, optim = preset("default")
     loader = batches(cfg, args.batch_size, args.steps)
 
     def plain():
         torch.manual_seed(0)
-        return plain_tps(GPT(cfg), loader, args.warmup)
+        return plain_tps(GPT(cfg), optim, loader, args.warmup)
 
     res = rounds(
-        {"lightning": lambda: lightning_tps(cfg, loader, args.warmup), "plain": plain}, args.rounds
+        {"lightning": lambda: lightning_tps(cfg, optim, loader, args.warmup), "plain": plain},
+        args.rounds,
     )
     res["ratio"] = res["lightning"] / res["plain"]
     return res
@@ -140,16 +175,16 @@ def bench_train(args) -> dict:
 def bench_hf(args) -> dict:
     from llmworks.export.hf_gpt import to_hf
 
-    cfg = GPTConfig(**DEFAULT)
+    cfg, optim = preset("default")
     loader = batches(cfg, args.batch_size, args.steps)
 
     def ours():
         torch.manual_seed(0)
-        return plain_tps(GPT(cfg), loader, args.warmup)
+        return plain_tps(GPT(cfg), optim, loader, args.warmup)
 
     def hf():
         torch.manual_seed(0)
-        return plain_tps(to_hf(GPT(cfg)), loader, args.warmup, hf=True)
+        return plain_tps(to_hf(GPT(cfg)), optim, loader, args.warmup, hf=True)
 
     res = rounds({"ours": ours, "hf_gpt2": hf}, args.rounds)
     res["ratio"] = res["ours"] / res["hf_gpt2"]
@@ -158,7 +193,7 @@ def bench_hf(args) -> dict:
 
 def bench_decode(args) -> dict:
     torch.manual_seed(0)
-    cfg = GPTConfig(**(DEFAULT | {"block_size": 512}))
+    cfg, _ = preset("default", block_size=512)
     model = GPT(cfg).eval()
     prompt = torch.randint(0, cfg.vocab_size, (1, 16))
     n = args.new_tokens
@@ -178,26 +213,21 @@ def bench_decode(args) -> dict:
 
 
 def bench_mfu(args) -> dict:
+    """gpt2_124m (vocabulary padded to 50304) in bf16 with torch.compile, trained as the stage
+    trains it; tokens/s and MFU from Lightning's ThroughputMonitor (its per-device, per-dtype
+    peak FLOPs table), median over the run after the first windows."""
     if not torch.cuda.is_available():
         raise SystemExit("mfu needs a GPU")
-    from llmworks.training.trainer import Throughput
-
-    cfg = GPTConfig(vocab_size=50304, block_size=1024, n_layer=12, n_head=12, d_model=768)
+    g = compose_config(["gpt=gpt2_124m"]).gpt
+    cfg = typed(GPTConfig, g.model, "gpt.model", vocab_size=50304)
     loader = batches(cfg, args.batch_size, args.steps)
-    module = CausalLM.for_config(cfg, OPTIM, compile=True)
-    tp = Throughput(skip=args.warmup)
-    trainer = build_trainer(
-        {"accelerator": "gpu", "devices": 1, "precision": "bf16-mixed"},
-        {"max_steps": args.steps, "gradient_clip_val": 1.0, "limit_val_batches": 0},
-        callbacks=[tp],
-        default_root_dir=tempfile.mkdtemp(),
-    )
-    trainer.fit(module, train_dataloaders=loader)
-    tps = tp.mean_tokens_per_s
-    from llmworks.training.trainer import _peak_flops
-
-    peak = _peak_flops(torch.device("cuda"))
-    return {"tokens_per_s": tps, "mfu": module.flops_per_token() * tps / peak if peak else None}
+    module = CausalLM(cfg, typed(OptimConfig, g.optim, "gpt.optim"), None, compile=True)
+    log = merge_sessions([fit_like_the_stage(module, loader, ["trainer=gpu"], [])])
+    rows = [r for _, r in sorted(log.items()) if "train/device/mfu" in r][args.warmup // 5 :]
+    return {
+        "tokens_per_s": statistics.median(r["train/device/items_per_sec"] for r in rows),
+        "mfu": statistics.median(r["train/device/mfu"] for r in rows),
+    }
 
 
 def main() -> None:

@@ -17,37 +17,64 @@ import platform
 import time
 from datetime import UTC, datetime
 
+import lightning as L
 import torch
 from omegaconf import OmegaConf
 
+from llmworks.config import compose_config, typed
 from llmworks.corpus.wiki_sample import iter_articles
-from llmworks.evaluation.word_similarity import evaluate
-from llmworks.training.word2vec_module import build_corpus, fit_word2vec
+from llmworks.data.word_vocab import tokenize
+from llmworks.evaluation.word_similarity import keyed_vectors, word_benchmarks
+from llmworks.models.word2vec import Word2VecConfig
+from llmworks.training.word2vec import (
+    Word2VecData,
+    Word2VecDataConfig,
+    Word2VecModule,
+    Word2VecOptimConfig,
+    word_corpus,
+)
+
+MIN_PAIRS = 30  # conf/evaluate: evaluate.min_word_pairs
 
 
 def run_ours(vocab, corpus, w, seed: int) -> dict:
-    cpu = {"accelerator": "cpu", "devices": 1}
-    module, _, wps = fit_word2vec(vocab, corpus, w, cpu, seed=seed)
-    metrics, _ = evaluate(vocab.words, module.model.vectors.detach().numpy())
-    return {"words_per_s": wps, **metrics}
+    """The train_word2vec stage's module and data on a plain Trainer without validation;
+    words/s over the whole fit (pair generation included)."""
+    L.seed_everything(seed, verbose=False)
+    config = typed(Word2VecConfig, w.model, "model", vocab_size=len(vocab))
+    data = Word2VecData(
+        vocab, corpus, corpus, typed(Word2VecDataConfig, w.data, "data"), config.sg,
+        config.negative, seed,
+    )  # fmt: skip
+    epochs = int(w.train.max_epochs)
+    optim = typed(Word2VecOptimConfig, w.optim, "optim")
+    module = Word2VecModule(config, optim, vocab.counts, epochs * corpus.raw_words, seed)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=epochs, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    trainer.fit(module, data)
+    seconds = time.perf_counter() - t0
+    kv = keyed_vectors(vocab.words, module.model.vectors.numpy())
+    return {"words_per_s": epochs * corpus.raw_words / seconds, **word_benchmarks(kv, MIN_PAIRS)}
 
 
 def run_gensim(docs, w, seed: int) -> dict:
     from gensim.models import Word2Vec
 
     total = sum(len(d) for d in docs)
+    epochs = int(w.train.max_epochs)
     model = Word2Vec(
-        vector_size=int(w.dim), window=int(w.window), negative=int(w.negative),
-        min_count=int(w.min_count), sample=float(w.sample), sg=int(bool(w.sg)), workers=2,
-        alpha=float(w.alpha), min_alpha=float(w.min_alpha), seed=seed + 1,
+        vector_size=int(w.model.dim), window=int(w.data.window), negative=int(w.model.negative),
+        min_count=int(w.min_count), sample=float(w.data.sample), sg=int(bool(w.model.sg)),
+        workers=2, alpha=float(w.optim.alpha), min_alpha=float(w.optim.min_alpha), seed=seed + 1,
     )  # fmt: skip
     model.build_vocab(docs)
     t0 = time.perf_counter()
-    model.train(docs, total_examples=len(docs), epochs=int(w.epochs))
+    model.train(docs, total_examples=len(docs), epochs=epochs)
     seconds = time.perf_counter() - t0
-    kv = model.wv
-    metrics, _ = evaluate(kv.index_to_key, kv.vectors)
-    return {"words_per_s": total * int(w.epochs) / seconds, **metrics}
+    return {"words_per_s": total * epochs / seconds, **word_benchmarks(model.wv, MIN_PAIRS)}
 
 
 def main() -> None:
@@ -66,24 +93,23 @@ def main() -> None:
     args = ap.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
     torch.set_num_threads(2)
-    w0 = OmegaConf.load("conf/word2vec/default.yaml")
-    w0.sg = not args.cbow
-    if args.cbow:
-        w0.alpha = 0.05  # gensim's CBOW default (our conf/word2vec/cbow.yaml)
+    w0 = compose_config(["word2vec=cbow" if args.cbow else "word2vec=default"]).word2vec
     texts = [a["text"] for a in iter_articles()]
-    vocab, corpus = build_corpus(texts, int(w0.min_count), True)
-    from llmworks.data.word_vocab import tokenize
-
     docs = [tokenize(t) for t in texts]
+    vocab, (corpus,) = word_corpus([docs], int(w0.min_count))
     print(f"corpus {corpus.raw_words} words, vocab {len(vocab)}; {platform.processor()} "
           f"{torch.get_num_threads()} threads; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")  # fmt: skip
     rows = []
     for epochs in args.epochs:
-        w = OmegaConf.merge(w0, {"epochs": epochs})
+        w = OmegaConf.merge(w0, {"train": {"max_epochs": epochs}})
         for r in range(args.repeats):
             runs = [
-                (f"ours-g{g}", run_ours, (vocab, corpus, OmegaConf.merge(w, {"group": g}), r))
-                for g in (args.groups or [int(w.group)])
+                (
+                    f"ours-g{g}",
+                    run_ours,
+                    (vocab, corpus, OmegaConf.merge(w, {"model": {"group": g}}), r),
+                )
+                for g in (args.groups or [int(w.model.group)])
             ] + [("gensim", run_gensim, (docs, w, r))]
             for name, fn, fn_args in runs:
                 row = {"impl": name, "epochs": epochs, "seed": r, **fn(*fn_args)}

@@ -7,12 +7,12 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.data.encode import run_encode_stage
+from llmworks.data.encode import encode_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_stage(run_encode_stage, cfg)
+    run_stage(encode_stage, cfg)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,12 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.evaluation.run import run_evaluation
+from llmworks.evaluation.run import evaluate_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_stage(run_evaluation, cfg)
+    run_stage(evaluate_stage, cfg)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,12 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.corpus.prepare import prepare_corpus
+from llmworks.corpus.prepare import corpus_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_stage(prepare_corpus, cfg)
+    run_stage(corpus_stage, cfg)
 
 
 if __name__ == "__main__":

@@ -5,12 +5,12 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.evaluation.report_page import build_report
+from llmworks.evaluation.report_page import report_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_stage(build_report, cfg)
+    run_stage(report_stage, cfg)
 
 
 if __name__ == "__main__":

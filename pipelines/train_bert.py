@@ -1,19 +1,20 @@
-"""DVC stage `train_bert`: data/tokens/<bert.tokenizer> -> models/bert/ + metrics/bert.json.
+"""DVC stage `train_bert`: WordPiece token shards -> models/bert (safetensors, HF export)
+and metrics/bert.json: masked-LM pretraining of the `bert=<preset>` model (conf/bert/),
+resumed from runs/bert/checkpoints/last.ckpt after a crash."""
 
-Masked-LM pretraining of the `bert=<preset>` model (conf/bert/), resumed from
-models/bert/checkpoints/last.ckpt when a previous run was interrupted.
-"""
+from functools import partial
 
 import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.training.mlm_module import train_bert
+from llmworks.training.bert import BERT_FAMILY
+from llmworks.training.recipe import training_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_stage(train_bert, cfg)
+    run_stage(partial(training_stage, BERT_FAMILY), cfg)
 
 
 if __name__ == "__main__":

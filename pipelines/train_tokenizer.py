@@ -7,12 +7,12 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.tokenization.train import run_tokenizer_stage
+from llmworks.tokenization.train import tokenizer_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    run_stage(run_tokenizer_stage, cfg)
+    run_stage(tokenizer_stage, cfg)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +60,7 @@ def stage_paths(root: Path) -> list[str]:
     return [
         f"paths.data={root / 'data'}",
         f"paths.models={root / 'models'}",
+        f"paths.runs={root / 'runs'}",
         f"paths.metrics={root / 'metrics'}",
         f"paths.report={root / 'report'}",
         f"logger.dir={root}",
@@ -105,3 +109,66 @@ def local_corpus_overrides(files: Path | str, vocab: int = 400) -> list[str]:
         f"tokenizers.unigram.vocab_size={vocab}",
         "encode.num_proc=1",
     ]
+
+
+# ----------------------------------------------------------------------------- typed configs
+# conf/ is the only source of values: tests take a preset from conf/ and override what they
+# vary, as a user does on the command line.
+
+
+@lru_cache(maxsize=32)
+def _section(group: str, option: str) -> DictConfig:
+    from llmworks.config import compose_config
+
+    return compose_config([f"{group}={option}"])[group.split("@")[-1].split(".")[0]]
+
+
+def preset(group: str, option: str, *keys: str) -> dict[str, Any]:
+    """A section of a conf/ preset as a plain dict, e.g. ``preset("gpt", "default", "model")``."""
+    node = _section(group, option)
+    for key in keys:
+        node = node[key]
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def gpt_config(vocab_size: int, **overrides: Any):
+    """``GPTConfig`` of ``conf/gpt/default.yaml`` (classic GPT-2 switches) with overrides."""
+    from llmworks.config import typed
+    from llmworks.models.gpt import GPTConfig
+
+    values = preset("gpt", "default", "model") | overrides
+    return typed(GPTConfig, values, "gpt.model", vocab_size=vocab_size)
+
+
+def bert_config(vocab_size: int, pad_id: int = 0, **overrides: Any):
+    """``BertConfig`` of ``conf/bert/default.yaml`` with overrides."""
+    from llmworks.config import typed
+    from llmworks.models.bert import BertConfig
+
+    values = preset("bert", "default", "model") | overrides
+    return typed(BertConfig, values, "bert.model", vocab_size=vocab_size, pad_id=pad_id)
+
+
+def tokenizer_spec(kind: str, **overrides: Any):
+    """``TokenizerSpec`` of ``conf/tokenizer/<kind>.yaml`` with overrides."""
+    from llmworks.config import typed
+    from llmworks.tokenization.build import TokenizerSpec
+
+    values = preset(f"tokenizer@tokenizers.{kind}", kind, kind) | overrides
+    return typed(TokenizerSpec, values, f"tokenizers.{kind}")
+
+
+def mlm_data_config(**overrides: Any):
+    """``MLMDataConfig`` of ``conf/bert/smoke.yaml`` with overrides."""
+    from llmworks.config import typed
+    from llmworks.data.mlm import MLMDataConfig
+
+    return typed(MLMDataConfig, preset("bert", "smoke", "data") | overrides, "bert.data")
+
+
+def optim_config(**overrides: Any):
+    """``OptimConfig`` of ``conf/gpt/default.yaml`` with overrides."""
+    from llmworks.config import typed
+    from llmworks.training.optim import OptimConfig
+
+    return typed(OptimConfig, preset("gpt", "default", "optim") | overrides, "gpt.optim")

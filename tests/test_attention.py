@@ -1,7 +1,7 @@
-"""Attention heatmaps: ``Attention.attention_weights`` reproduces what SDPA computes inside
-``forward`` (weights @ v through ``proj`` gives forward's output), and ``attention_maps``
-equals Hugging Face's ``output_attentions`` (eager attention) for GPT-2, Llama, Mistral and
-BERT exports of the same random weights."""
+"""Attention heatmaps: ``Attention(return_weights=True)`` computes what SDPA computes (the
+same output, and weights @ v through ``proj`` gives it), and ``attention_maps`` equals
+Hugging Face's ``output_attentions`` (eager attention) for GPT-2, Llama, Mistral and BERT
+exports of the same random weights."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from tokenizers import Tokenizer
 
 from llmworks.evaluation.attention import attention_maps, token_labels
 from llmworks.export import hf_bert, hf_gpt
-from llmworks.models.bert import Bert, BertConfig
-from llmworks.models.gpt import GPT, GPTConfig
+from llmworks.models.bert import Bert
+from llmworks.models.gpt import GPT
 from llmworks.models.layers import Attention, RotaryEmbedding
-from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+from llmworks.tokenization.build import add_bert_framing, build_tokenizer
+
+from conftest import bert_config, gpt_config, tokenizer_spec
 
 GPT_VARIANTS = {
     "gpt2": dict(),
@@ -39,13 +41,13 @@ def perturbed(model: torch.nn.Module) -> torch.nn.Module:
 
 def random_gpt(vocab: int = 300, **kw) -> GPT:
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=vocab, block_size=64, n_layer=2, n_head=4, d_model=32, **kw)
+    cfg = gpt_config(vocab, block_size=64, n_layer=2, n_head=4, d_model=32, **kw)
     return perturbed(GPT(cfg))
 
 
 def random_bert(vocab: int = 300, **kw) -> Bert:
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=vocab, max_seq_len=64, n_layer=2, n_head=4, d_model=32, **kw)
+    cfg = bert_config(vocab, max_seq_len=64, n_layer=2, n_head=4, d_model=32, **kw)
     return perturbed(Bert(cfg))
 
 
@@ -91,13 +93,14 @@ def test_weights_times_values_through_proj_is_forward(n_kv_head, rope, causal) -
     x = torch.randn(B, T, 32)
     cos_sin = RotaryEmbedding(hd)(torch.arange(T), x.dtype) if rope else None
     with torch.no_grad():
-        w = attn.attention_weights(x, cos_sin)
+        explicit, w = attn(x, cos_sin, return_weights=True)
         v = attn.qkv(x).split([4 * hd, n_kv_head * hd, n_kv_head * hd], dim=-1)[2]
         v = v.view(B, T, n_kv_head, hd).transpose(1, 2).repeat_interleave(4 // n_kv_head, dim=1)
         y = attn.proj((w @ v).transpose(1, 2).reshape(B, T, 32))
-        want = attn(x, cos_sin)
+        want = attn(x, cos_sin)  # the fused SDPA path
     assert w.shape == (B, 4, T, T)
     assert (y - want).abs().max().item() <= 1e-5
+    assert (explicit - want).abs().max().item() <= 1e-5
 
 
 # ----------------------------------------------------------------------------- Hugging Face
@@ -110,7 +113,7 @@ def bpe_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok, trainer = build_tokenizer(TokenizerSpec(type="wordpiece", vocab_size=200, lowercase=True))
+    tok, trainer = build_tokenizer(tokenizer_spec("wordpiece", vocab_size=200))
     tok.train_from_iterator(TEXT * 20, trainer)
     add_bert_framing(tok)
     path = tmp_path_factory.mktemp("wordpiece") / "tokenizer.json"

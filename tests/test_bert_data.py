@@ -9,17 +9,15 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from omegaconf import OmegaConf
 from tokenizers import Tokenizer
 
 from llmworks.data.encode import encode_corpus
 from llmworks.data.mlm import IGNORE_INDEX, MLMCollator, MLMData, MLMSequences
 from llmworks.data.shards import open_shards
 from llmworks.errors import LlmworksError
-from llmworks.tokenization.build import TokenizerSpec
 from llmworks.tokenization.train import train_tokenizer
 
-from conftest import SAMPLE_PARAGRAPHS
+from conftest import SAMPLE_PARAGRAPHS, mlm_data_config, tokenizer_spec
 
 
 def _documents(n: int) -> list[str]:
@@ -40,26 +38,17 @@ def bert_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
             "validation": datasets.Dataset.from_dict({"text": _documents(12)[::-1]}),
         }
     )
-    spec = TokenizerSpec(type="wordpiece", vocab_size=300, lowercase=True)
-    tok = train_tokenizer(spec, corpus["train"], bert_framing=True)
+    spec = tokenizer_spec("wordpiece", vocab_size=300)
+    tok = train_tokenizer(spec, corpus["train"])
     tok_json = root / "tokenizer.json"
     tok.save(str(tok_json))
-    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token)
+    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token, num_proc=1, batch_size=100)
     return tok_json, root / "tokens"
 
 
-def data_config(**overrides) -> OmegaConf:
-    base = dict(
-        max_seq_len=32,
-        packing="docs",
-        mask_rate=0.15,
-        whole_word=False,
-        batch_size=8,
-        num_workers=0,
-        val_seed=1234,
-        max_val_batches=None,
-    )
-    return OmegaConf.create({**base, **overrides})
+def data_config(**overrides):
+    base = dict(max_seq_len=32, batch_size=8, max_val_batches=None)
+    return mlm_data_config(**(base | overrides))
 
 
 @pytest.mark.parametrize("packing", ["docs", "windows"])
@@ -117,12 +106,14 @@ def test_masking_statistics_follow_80_10_10_and_spare_special_tokens(bert_shards
 
 
 def test_mask_rate_is_configurable() -> None:
-    collator = MLMCollator(100, pad_id=0, mask_id=4, special_ids=[0, 1, 2, 3, 4], mask_rate=0.3)
+    collator = MLMCollator(
+        100, pad_id=0, mask_id=4, special_ids=[0, 1, 2, 3, 4], mask_rate=0.3, whole_word=False
+    )
     ids = torch.randint(5, 100, (64, 128), generator=torch.Generator().manual_seed(0))
     _, labels = collator.mask(ids, torch.Generator().manual_seed(1))
     assert (labels != IGNORE_INDEX).float().mean().item() == pytest.approx(0.3, abs=0.01)
     with pytest.raises(LlmworksError, match="mask_rate"):
-        MLMCollator(100, 0, 4, [0], mask_rate=1.5)
+        MLMCollator(100, 0, 4, [0], mask_rate=1.5, whole_word=False)
 
 
 def test_whole_word_masking_masks_all_pieces_of_a_word(bert_shards) -> None:

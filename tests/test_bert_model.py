@@ -11,15 +11,16 @@ import torch
 from test_bert_data import bert_shards  # noqa: F401  (fixture: tiny tokenizer + shards)
 
 from llmworks.export.hf_bert import export_hf, to_hf
-from llmworks.models.bert import Bert, BertConfig
+from llmworks.models.bert import Bert
+
+from conftest import bert_config
 
 VOCAB = 300
 
 
 def random_bert(**kw) -> Bert:
     torch.manual_seed(0)
-    cfg = dict(vocab_size=VOCAB, max_seq_len=64, n_layer=2, n_head=4, d_model=32, **kw)
-    model = Bert(BertConfig(**cfg))
+    model = Bert(bert_config(VOCAB, max_seq_len=64, n_layer=2, n_head=4, d_model=32, **kw))
     with torch.no_grad():  # perturb norms and biases too, so a wrong mapping cannot hide
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith("bias"):

@@ -36,6 +36,7 @@ def overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
         "bert=smoke",
         f"paths.data={data_root}",
         f"paths.models={out / 'models'}",
+        f"paths.runs={out / 'runs'}",
         f"paths.metrics={out / 'metrics'}",
         f"logger.dir={out}",
         *extra,
@@ -50,66 +51,82 @@ def test_presets_compose() -> None:
     assert smoke.train.max_steps < 10 and smoke.data.packing == "docs"
 
 
-def test_stage_trains_exports_and_fills_masks(data_root: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One run of the train_bert entry point (smoke preset)."""
+    out = tmp_path_factory.mktemp("bert_stage_run")
     proc = run_stage(
-        "train_bert", *overrides(data_root, tmp_path), f"hydra.run.dir={tmp_path / 'h'}", env=FAST
+        "train_bert", *overrides(data_root, out), f"hydra.run.dir={out / 'h'}", env=FAST
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    model_dir = tmp_path / "models" / "bert"
-    for name in (
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "checkpoints/last.ckpt",
-        "checkpoints/best.ckpt",
-        "hf/model.safetensors",
-        "hf/config.json",
-        "hf/tokenizer.json",
-    ):
+    return out
+
+
+def test_stage_writes_the_model_its_export_and_one_checkpoint_set(trained: Path) -> None:
+    model_dir = trained / "models" / "bert"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "hf/model.safetensors",
+                 "hf/config.json", "hf/tokenizer.json"):  # fmt: skip
         assert (model_dir / name).is_file(), name
-    metrics = json.loads((tmp_path / "metrics" / "bert.json").read_text())
+    ckpt_dir = trained / "runs" / "bert" / "checkpoints"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
+    model = Bert.load(model_dir)
+    assert model.config.vocab_size == 300 and model.config.n_layer == 2
+
+
+def test_stage_writes_metrics_and_training_curves(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics" / "bert.json").read_text())
     assert metrics["steps"] == 6
     assert 0 < metrics["val_mlm_loss"] < 2 * math.log(300)  # 300 = the tiny vocabulary
     assert 0 <= metrics["val_mlm_acc"] <= 1
     assert metrics["val_ppl"] == pytest.approx(math.exp(metrics["val_mlm_loss"]), rel=1e-4)
-    train_csv = (tmp_path / "metrics" / "bert_train.csv").read_text().splitlines()
-    assert train_csv[0] == "step,train_loss,lr,tokens_per_s" and len(train_csv) == 7
-    val_csv = (tmp_path / "metrics" / "bert_val.csv").read_text().splitlines()
+    train_csv = (trained / "metrics" / "bert_train.csv").read_text().splitlines()
+    assert train_csv[0] == "step,train_loss,lr,tokens_per_s_per_device" and len(train_csv) == 7
+    val_csv = (trained / "metrics" / "bert_val.csv").read_text().splitlines()
     assert val_csv[0] == "step,val_mlm_loss,val_mlm_acc,val_ppl" and len(val_csv) >= 3
 
-    # the saved model and its HF export give the same masked-token probabilities
+
+def test_fill_mask_agrees_with_the_hf_export(data_root: Path, trained: Path) -> None:
     from transformers import pipeline
 
     fill = run_stage(
         "fill_mask",
-        *overrides(data_root, tmp_path),
+        *overrides(data_root, trained),
         "text=the cat sat on the [MASK].",
         "top_k=3",
-        f"hydra.run.dir={tmp_path / 'h2'}",
+        f"hydra.run.dir={trained / 'h2'}",
         env=FAST,
     )
     assert fill.returncode == 0, fill.stderr[-3000:]
     lines = fill.stdout.strip().splitlines()
     assert lines[0] == "the cat sat on the [MASK]." and len(lines) == 5
     top_token, top_p = lines[2].split()[1], float(lines[2].split()[0].rstrip("%")) / 100
-    hf = pipeline("fill-mask", model=str(model_dir / "hf"), top_k=3)("the cat sat on the [MASK].")
+    hf_dir = str(trained / "models" / "bert" / "hf")
+    hf = pipeline("fill-mask", model=hf_dir, top_k=3)("the cat sat on the [MASK].")
     assert hf[0]["token_str"].replace(" ", "") == top_token.replace("##", "")
     assert hf[0]["score"] == pytest.approx(top_p, abs=1e-4)
-    model = Bert.load(model_dir)
-    assert model.config.vocab_size == 300 and model.config.n_layer == 2
 
-    # a rerun with more steps resumes from last.ckpt instead of starting over
+
+def test_a_rerun_with_another_schedule_trains_afresh(
+    data_root: Path, trained: Path, tmp_path: Path
+) -> None:
+    """Another config is another run: it does not continue the finished one (whose result
+    would then depend on what the workspace held)."""
+    trained = Path(shutil.copytree(trained, tmp_path / "workspace"))  # the others' stays as is
     again = run_stage(
         "train_bert",
-        *overrides(data_root, tmp_path),
+        *overrides(data_root, trained),
         "bert.train.max_steps=8",
-        f"hydra.run.dir={tmp_path / 'h3'}",
+        f"hydra.run.dir={trained / 'h3'}",
         env=FAST,
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((tmp_path / "metrics" / "bert.json").read_text())["steps"] == 8
-    ckpt = torch.load(model_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 8
+    said = again.stdout + again.stderr
+    assert "training afresh" in said and "resuming" not in said
+    assert json.loads((trained / "metrics" / "bert.json").read_text())["steps"] == 8
+    # checkpoints are written at validations (every 3 steps): the new run's last is at 6
+    last = trained / "runs" / "bert" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    assert len((trained / "metrics" / "bert_train.csv").read_text().splitlines()) == 9
 
 
 def test_user_errors_are_one_line(data_root: Path, tmp_path: Path) -> None:
@@ -153,7 +170,8 @@ def test_ddp_cpu_validation_metrics_cover_every_sequence_once(
 ) -> None:
     """2 gloo processes: one set of artifacts, and the reported validation metrics equal a
     single-process pass over the same seed-masked validation batches with the saved weights."""
-    from llmworks.data.mlm import IGNORE_INDEX, MLMData
+    from llmworks.config import typed
+    from llmworks.data.mlm import IGNORE_INDEX, MLMData, MLMDataConfig
 
     # 3 batches of 5: an odd number of validation sequences, which DDP's sampler would pad
     odd = ("bert.data.batch_size=5", "bert.data.max_val_batches=3")
@@ -169,12 +187,13 @@ def test_ddp_cpu_validation_metrics_cover_every_sequence_once(
     metrics = json.loads((tmp_path / "metrics" / "bert.json").read_text())
     assert metrics["world_size"] == 2
     model_dir = tmp_path / "models" / "bert"
-    assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "runs" / "bert" / "checkpoints").iterdir()) == [
         "best.ckpt",
         "last.ckpt",
     ]
     cfg = compose_config(overrides(data_root, tmp_path, *odd)).bert
-    data = MLMData(data_root / "tokens" / "wordpiece", model_dir / "tokenizer.json", cfg.data)
+    data_cfg = typed(MLMDataConfig, cfg.data, "bert.data")
+    data = MLMData(data_root / "tokens" / "wordpiece", model_dir / "tokenizer.json", data_cfg)
     model = Bert.load(model_dir)
     loss_sum = correct = count = 0.0
     with torch.no_grad():

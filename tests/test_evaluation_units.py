@@ -14,18 +14,22 @@ import torch.nn.functional as F
 from gpt_helpers import TEXT, train_bpe
 from test_attention import random_bert, random_gpt
 from tokenizers import Tokenizer
+from torch.utils.data import DataLoader
 
 from llmworks.data.mlm import IGNORE_INDEX, MLMCollator
 from llmworks.evaluation.embedders import (
     bag_of_words_embedder,
-    bert_embedder,
-    gpt_embedder,
+    transformer_embedder,
     word2vec_embedder,
 )
-from llmworks.evaluation.heldout import causal_lm_metrics, masked_lm_metrics
+from llmworks.evaluation.run import score_batches
 from llmworks.export import hf_bert, hf_gpt
 from llmworks.generation import EOT, complete
-from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+from llmworks.tokenization.build import add_bert_framing, build_tokenizer
+from llmworks.training.bert import MaskedLMScores
+from llmworks.training.gpt import NextTokenScores
+
+from conftest import tokenizer_spec
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +39,7 @@ def bpe_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok, trainer = build_tokenizer(TokenizerSpec(type="wordpiece", vocab_size=200, lowercase=True))
+    tok, trainer = build_tokenizer(tokenizer_spec("wordpiece", vocab_size=200))
     tok.train_from_iterator(TEXT * 20, trainer)
     add_bert_framing(tok)
     path = tmp_path_factory.mktemp("wordpiece") / "tokenizer.json"
@@ -44,6 +48,18 @@ def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # ----------------------------------------------------------------------------- test losses
+
+
+def causal_lm_metrics(model, windows, batch_size, bytes_per_token, max_batches=None):
+    """The evaluate stage's GPT test scores over ``windows``."""
+    loader = DataLoader(windows, batch_size=batch_size, shuffle=False)
+    scores = NextTokenScores(bytes_per_token, moe=False)
+    return {f"test_{k}": v for k, v in score_batches(model, scores, loader, max_batches).items()}
+
+
+def masked_lm_metrics(model, batches):
+    """The evaluate stage's BERT test scores over ``batches``."""
+    return {f"test_{k}": v for k, v in score_batches(model, MaskedLMScores(), batches).items()}
 
 
 def test_causal_lm_metrics_equal_hf_loss(bpe_json: Path, tmp_path: Path) -> None:
@@ -77,7 +93,7 @@ def test_masked_lm_metrics_equal_hf_loss_and_accuracy(wordpiece_json: Path, tmp_
     model = random_bert(vocab=tok.get_vocab_size())
     hf = AutoModelForMaskedLM.from_pretrained(hf_bert.export_hf(model, wordpiece_json, tmp_path))
     hf.eval()
-    collate = MLMCollator.from_tokenizer(wordpiece_json, mask_rate=0.3, seed=7)
+    collate = MLMCollator.from_tokenizer(wordpiece_json, mask_rate=0.3, whole_word=False, seed=7)
     examples = [
         {"input_ids": torch.tensor(tok.encode(t).ids), "index": i} for i, t in enumerate(TEXT)
     ]
@@ -93,7 +109,7 @@ def test_masked_lm_metrics_equal_hf_loss_and_accuracy(wordpiece_json: Path, tmp_
             losses.append(F.cross_entropy(logits[sel], b["labels"][sel], reduction="sum").item())
             hits += int((logits[sel].argmax(-1) == b["labels"][sel]).sum())
             count += int(sel.sum())
-    assert got["test_masked_tokens"] == count > 0
+    assert got["test_tokens"] == count > 0
     assert got["test_mlm_loss"] == pytest.approx(sum(losses) / count, abs=1e-5)
     assert got["test_mlm_acc"] == pytest.approx(hits / count)
     assert got["test_ppl"] == pytest.approx(math.exp(got["test_mlm_loss"]))
@@ -107,7 +123,7 @@ TEXTS = [TEXT[0], TEXT[1] + " " + TEXT[2], "Paris."]
 def test_gpt_embeddings_ignore_padding(bpe_json: Path) -> None:
     tok = Tokenizer.from_file(str(bpe_json))
     model = random_gpt(vocab=tok.get_vocab_size())
-    embed = gpt_embedder(model, tok, batch_size=8)
+    embed = transformer_embedder(model, tok, model.config.block_size, batch_size=8)
     together = embed(TEXTS)
     alone = np.concatenate([embed([t]) for t in TEXTS])
     assert together.shape == (3, model.config.d_model)
@@ -123,7 +139,7 @@ def test_gpt_embeddings_ignore_padding(bpe_json: Path) -> None:
 def test_bert_embeddings_ignore_padding_and_specials(wordpiece_json: Path) -> None:
     tok = Tokenizer.from_file(str(wordpiece_json))
     model = random_bert(vocab=tok.get_vocab_size())
-    embed = bert_embedder(model, tok, batch_size=8)
+    embed = transformer_embedder(model, tok, model.config.max_seq_len, batch_size=8)
     together = embed(TEXTS)
     alone = np.concatenate([embed([t]) for t in TEXTS])
     assert abs(together - alone).max() < 1e-5
@@ -141,7 +157,7 @@ def test_bert_embeddings_ignore_padding_and_specials(wordpiece_json: Path) -> No
     cut = torch.tensor([ids[:11] + ids[-1:]])
     with torch.no_grad():
         want = model.encode(cut)[0, 1:-1].mean(0).numpy()
-    got = bert_embedder(model, tok, max_len=12)([long_text])[0]
+    got = transformer_embedder(model, tok, max_len=12, batch_size=8)([long_text])[0]
     assert abs(got - want).max() < 1e-5
 
 

@@ -10,7 +10,9 @@ import torch
 
 from llmworks.errors import LlmworksError
 from llmworks.export.hf_gpt import export_hf, hf_architecture, to_hf
-from llmworks.models.gpt import GPT, GPTConfig
+from llmworks.models.gpt import GPT
+
+from conftest import gpt_config
 
 VOCAB = 300
 VARIANTS = {
@@ -52,7 +54,7 @@ ARCH = {
 
 def random_gpt(**kw) -> GPT:
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=VOCAB, block_size=64, n_layer=2, n_head=4, d_model=32, **kw))
+    model = GPT(gpt_config(VOCAB, block_size=64, n_layer=2, n_head=4, d_model=32, **kw))
     with torch.no_grad():  # perturb norms and biases too, so a wrong mapping cannot hide
         for name, p in model.named_parameters():
             if "norm" in name or name.endswith("bias"):
@@ -85,7 +87,7 @@ def test_logits_and_greedy_generation_match_hf(variant):
 
 def test_unsupported_combination_is_a_user_error():
     with pytest.raises(LlmworksError, match="no Hugging Face architecture"):
-        hf_architecture(GPTConfig(pos="rope", norm="layernorm"))
+        hf_architecture(gpt_config(VOCAB, pos="rope", norm="layernorm"))
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llmworks.models.gpt import GPT, GPTConfig, sample
+from llmworks.models.gpt import GPT, sample
 from llmworks.models.layers import MLP, Attention, MoE
+
+from conftest import gpt_config
 
 VARIANTS = {
     "classic": dict(),
@@ -29,7 +31,7 @@ VARIANTS = {
 
 def tiny(**kw) -> GPT:
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, d_model=32, **kw)
+    cfg = gpt_config(97, block_size=32, n_layer=2, n_head=4, d_model=32, **kw)
     return GPT(cfg).eval()
 
 
@@ -154,7 +156,7 @@ def test_moe_balance_loss_and_all_experts_get_gradients():
 
 
 def test_scaled_residual_init_and_tying():
-    model = GPT(GPTConfig(vocab_size=97, block_size=32, n_layer=8, n_head=4, d_model=64))
+    model = GPT(gpt_config(97, block_size=32, n_layer=8, n_head=4, d_model=64))
     assert model.lm_head.weight is model.wte.weight
     std = model.blocks[0].attn.proj.weight.std().item()
     assert abs(std - 0.02 / 4) < 0.002

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from llmworks.config import compose_config
+from llmworks.config import compose_config, typed
 from llmworks.export.hf_gpt import hf_architecture
-from llmworks.training.gpt import model_config
+from llmworks.models.gpt import GPTConfig
+
+
+def model_config(cfg, vocab_size: int) -> GPTConfig:
+    return typed(GPTConfig, cfg.gpt.model, "gpt.model", vocab_size=vocab_size)
+
 
 EXPECTED = {
     "default": "gpt2",
@@ -36,4 +41,5 @@ def test_gpt2_124m_has_124m_parameters():
 @pytest.mark.parametrize("preset", ["cpu", "gpu", "ddp", "ddp_cpu", "fsdp"])
 def test_trainer_presets_share_keys(preset):
     cfg = compose_config([f"trainer={preset}"])
-    assert set(cfg.trainer) == {"accelerator", "devices", "strategy", "precision", "num_nodes"}
+    assert set(cfg.trainer) == set(compose_config(["trainer=cpu"]).trainer)
+    assert cfg.trainer._target_ == "lightning.Trainer"

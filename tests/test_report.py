@@ -12,9 +12,9 @@ from llmworks.evaluation.plots import (
     plot_training_curves,
     plot_word_map,
     project_2d,
-    read_metrics_csv,
 )
 from llmworks.evaluation.report import Section, render, table_from_dict
+from llmworks.training.logs import merge_sessions, read_metrics_csv, series, write_plots
 
 
 class _Refs(html.parser.HTMLParser):
@@ -37,14 +37,29 @@ def _csv(path: Path) -> Path:
 
 
 def test_metrics_csv_reads_sparse_lightning_rows(tmp_path: Path) -> None:
-    series = read_metrics_csv(_csv(tmp_path / "metrics.csv"))
-    assert series["train_loss"][1].tolist() == [5.0, 4.0, 3.5]
-    assert series["val_loss"][0].tolist() == [1.0] and series["val_loss"][1].tolist() == [4.5]
+    log = read_metrics_csv(_csv(tmp_path / "metrics.csv"))
+    assert series(log, "train_loss")[1].tolist() == [5.0, 4.0, 3.5]
+    assert series(log, "val_loss")[0].tolist() == [1] and series(log, "val_loss")[1].tolist() == [
+        4.5
+    ]
+
+
+def test_a_resumed_session_replaces_the_steps_it_trains_again(tmp_path: Path) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("step,train_loss,val_loss\n0,5.0,\n1,4.0,\n1,,4.4\n2,3.0,\n3,2.9,\n")
+    # resumed from the step-1 checkpoint; the validation loop's own step numbers do not count
+    second = tmp_path / "b.csv"
+    second.write_text("step,train_loss,val_loss\n2,3.1,\n0,,\n3,2.8,\n")
+    log = merge_sessions([first, second, tmp_path / "missing.csv"])
+    assert series(log, "train_loss")[1].tolist() == [5.0, 4.0, 3.1, 2.8]
+    assert series(log, "val_loss")[1].tolist() == [4.4]
+    out = write_plots(log, {"train": tmp_path / "train.csv"}, {"train": {"loss": "train_loss"}})
+    assert out["train"].read_text().splitlines() == ["step,loss", "0,5", "1,4", "2,3.1", "3,2.8"]
 
 
 def test_report_renders_with_all_pictures(tmp_path: Path) -> None:
     curves = plot_training_curves(
-        {"gpt": _csv(tmp_path / "m.csv"), "none": tmp_path / "x.csv"},
+        {"gpt": read_metrics_csv(_csv(tmp_path / "m.csv")), "none": {}},
         tmp_path / "fig" / "curves.png",
     )
     words = [f"w{i}" for i in range(30)]
@@ -69,7 +84,10 @@ def test_report_renders_with_all_pictures(tmp_path: Path) -> None:
         "Tokenizers",
         tables=[("test split", header, rows)],
         figures=[("curves", curves), ("map", word_map), ("attention", heat)],
-        texts=[("sample", "Once upon a <time>")],
+        samples={
+            "settings": {"top_k": 5},
+            "samples": [{"prompt": "Once", "mode": "greedy", "completion": " upon a <time>"}],
+        },
     )
     index = render("llmworks report", "experiment smoke", [section], tmp_path / "report")
     parser = _Refs()

@@ -7,6 +7,15 @@ import pytest
 
 from llmworks.evaluation.representations import compare, leave_one_out_scores, paragraph_task
 
+from conftest import preset
+
+# the task's settings of conf/evaluate/default.yaml
+TASK = {
+    k: v
+    for k, v in preset("evaluate", "default", "representations").items()
+    if k in ("min_paragraphs", "min_words", "max_per_doc")
+} | {"max_docs": None}
+
 
 def _docs() -> list[str]:
     topics = [
@@ -22,13 +31,13 @@ def _docs() -> list[str]:
 
 
 def test_task_keeps_documents_with_enough_paragraphs() -> None:
-    task = paragraph_task(_docs())
+    task = paragraph_task(_docs(), **TASK)
     assert task.n_docs == 4 and len(task.paragraphs) == 20
     assert np.bincount(task.doc_ids).tolist() == [5, 5, 5, 5]
 
 
 def test_one_hot_document_vectors_score_perfectly_and_noise_does_not() -> None:
-    task = paragraph_task(_docs())
+    task = paragraph_task(_docs(), **TASK)
     perfect = np.eye(4)[task.doc_ids] + 0.01 * np.random.default_rng(0).normal(size=(20, 4))
     assert leave_one_out_scores(perfect, task.doc_ids) == {
         "accuracy": 1.0,
@@ -41,7 +50,7 @@ def test_one_hot_document_vectors_score_perfectly_and_noise_does_not() -> None:
 
 
 def test_compare_reports_chance() -> None:
-    task = paragraph_task(_docs())
+    task = paragraph_task(_docs(), **TASK)
 
     def bag_of_words(texts):
         vocab = sorted({w for t in task.paragraphs for w in t.split()})
@@ -87,7 +96,7 @@ def test_vectorised_scores_match_the_definition_dense_and_sparse() -> None:
 
 @pytest.mark.parametrize("value", [0.0, 1.0])
 def test_constant_or_empty_vectors_score_chance_not_perfect(value: float) -> None:
-    task = paragraph_task(_docs())
+    task = paragraph_task(_docs(), **TASK)
     scores = leave_one_out_scores(np.full((20, 8), value), task.doc_ids)
     chance = compare(task, {})["chance"]
     assert scores["accuracy"] == pytest.approx(chance["accuracy"])
@@ -95,5 +104,5 @@ def test_constant_or_empty_vectors_score_chance_not_perfect(value: float) -> Non
 
 
 def test_max_docs_caps_the_task() -> None:
-    task = paragraph_task(_docs(), max_docs=2)
+    task = paragraph_task(_docs(), **(TASK | {"max_docs": 2}))
     assert task.n_docs == 2 and len(task.paragraphs) == 10

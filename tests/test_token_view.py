@@ -8,7 +8,9 @@ import pytest
 from tokenizers import Tokenizer
 
 from llmworks.evaluation.token_view import main, pieces, to_ansi, to_html
-from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+from llmworks.tokenization.build import add_bert_framing, build_tokenizer
+
+from conftest import tokenizer_spec
 
 TEXTS = [
     "Tokenizers  split unbelievably long words: 漢字 🙂 café.",
@@ -19,7 +21,7 @@ CORPUS = ["The capital of France is Paris, a city of words and tokens."] * 50
 
 
 def _train(kind: str) -> Tokenizer:
-    spec = TokenizerSpec(type=kind, vocab_size=320, min_frequency=1, lowercase=kind == "wordpiece")
+    spec = tokenizer_spec(kind, vocab_size=320, min_frequency=1)
     tok, trainer = build_tokenizer(spec)
     tok.train_from_iterator(CORPUS, trainer=trainer)
     if kind == "wordpiece":

@@ -4,18 +4,24 @@ resume after a crash, and DDP on CPU (2 gloo processes) against one process."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
 import pytest
 import torch
 from gpt_helpers import write_shards
+from lightning.pytorch.callbacks import ThroughputMonitor
 
 from llmworks.config import compose_config
-from llmworks.training import trainer as fit_module
-from llmworks.training.gpt import train_gpt
+from llmworks.training.gpt import GPT_FAMILY
+from llmworks.training.recipe import training_stage
 
 from conftest import run_stage
+
+
+def train_gpt(cfg):
+    return training_stage(GPT_FAMILY, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -30,62 +36,62 @@ def overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
         "gpt=smoke",
         f"paths.data={data_root}",
         f"paths.models={out / 'models'}",
+        f"paths.runs={out / 'runs'}",
         f"paths.metrics={out / 'metrics'}",
         f"logger.dir={out}",
         *extra,
     ]
 
 
-def test_stage_writes_artifacts_and_generate_streams(data_root, tmp_path):
+@pytest.fixture(scope="module")
+def trained(data_root, tmp_path_factory) -> Path:
+    """One run of the train_gpt entry point (smoke preset, offline W&B)."""
+    out = tmp_path_factory.mktemp("gpt_stage")
+    proc = run_stage("train_gpt", *overrides(data_root, out), f"hydra.run.dir={out / 'h'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def generate(data_root: Path, out: Path, checkpoint: Path) -> str:
     proc = run_stage(
-        "train_gpt", *overrides(data_root, tmp_path), f"hydra.run.dir={tmp_path / 'h'}"
+        "generate",
+        *overrides(data_root, out),
+        "prompt=The quick",
+        "temperature=0",
+        "max_new_tokens=12",
+        f"checkpoint={checkpoint}",
+        f"hydra.run.dir={out / 'hg'}",
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    model_dir = tmp_path / "models" / "gpt"
-    for name in (
-        "model.safetensors",
-        "config.json",
-        "tokenizer.json",
-        "checkpoints/last.ckpt",
-        "checkpoints/best.ckpt",
-        "hf/model.safetensors",
-        "hf/tokenizer.json",
-    ):
+    return proc.stdout
+
+
+def test_stage_writes_the_model_its_export_and_one_checkpoint_set(trained):
+    model_dir = trained / "models" / "gpt"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "hf/model.safetensors",
+                 "hf/tokenizer.json"):  # fmt: skip
         assert (model_dir / name).is_file(), name
-    metrics = json.loads((tmp_path / "metrics" / "gpt.json").read_text())
+    ckpt_dir = trained / "runs" / "gpt" / "checkpoints"
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert len(list((trained / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_stage_writes_metrics_and_training_curves(trained):
+    metrics = json.loads((trained / "metrics" / "gpt.json").read_text())
     for key in ("val_loss", "val_ppl", "val_bpb", "tokens_per_s"):
         assert metrics[key] > 0, key
-    assert metrics["val_ppl"] == pytest.approx(
-        torch.tensor(metrics["val_loss"]).exp().item(), rel=1e-4
-    )
+    assert metrics["val_ppl"] == pytest.approx(math.exp(metrics["val_loss"]), rel=1e-4)
     assert metrics["steps"] == 10
-    train_csv = (tmp_path / "metrics" / "gpt_train.csv").read_text().splitlines()
-    assert train_csv[0] == "step,train_loss,lr,tokens_per_s" and len(train_csv) == 11
-    assert all("," not in row.split(",", 2)[2][:1] for row in train_csv[1:])  # lr present
-    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    train_csv = (trained / "metrics" / "gpt_train.csv").read_text().splitlines()
+    assert train_csv[0] == "step,train_loss,lr,tokens_per_s_per_device" and len(train_csv) == 11
+    assert all(row.split(",")[2] for row in train_csv[1:])  # the learning rate at every step
 
-    gen = run_stage(
-        "generate",
-        *overrides(data_root, tmp_path),
-        "prompt=The quick",
-        "temperature=0",
-        "max_new_tokens=12",
-        f"gpt.checkpoint={model_dir}",
-        f"hydra.run.dir={tmp_path / 'h2'}",
-    )
-    assert gen.returncode == 0, gen.stderr[-3000:]
-    assert gen.stdout.startswith("The quick") and len(gen.stdout.strip()) > len("The quick")
-    # the same model from its Lightning checkpoint gives the same greedy text
-    gen2 = run_stage(
-        "generate",
-        *overrides(data_root, tmp_path),
-        "prompt=The quick",
-        "temperature=0",
-        "max_new_tokens=12",
-        f"gpt.checkpoint={model_dir / 'checkpoints' / 'last.ckpt'}",
-        f"hydra.run.dir={tmp_path / 'h3'}",
-    )
-    assert gen2.stdout == gen.stdout
+
+def test_generate_streams_from_the_model_and_from_its_checkpoint_alike(data_root, trained):
+    text = generate(data_root, trained, trained / "models" / "gpt")
+    assert text.startswith("The quick") and len(text.strip()) > len("The quick")
+    last = trained / "runs" / "gpt" / "checkpoints" / "last.ckpt"  # weights at step 10 too
+    assert generate(data_root, trained, last) == text
 
 
 def test_missing_shards_is_a_one_line_error(tmp_path):
@@ -104,38 +110,44 @@ class Crash(RuntimeError):
 def test_rerun_after_crash_resumes_from_last(data_root, tmp_path, monkeypatch):
     def run(out: Path):
         return train_gpt(
-            compose_config(overrides(data_root, out, "logger=none", "gpt.train.export_hf=false"))
+            compose_config(overrides(data_root, out, "logger=none", "gpt.export=false"))
         )
 
     reference = run(tmp_path / "straight")
 
-    original = fit_module.Throughput.on_train_batch_end
+    original = ThroughputMonitor.on_train_batch_end
 
     def crash_at_step_7(self, trainer, *args):
         original(self, trainer, *args)
         if trainer.global_step == 7:
             raise Crash("simulated crash")
 
-    monkeypatch.setattr(fit_module.Throughput, "on_train_batch_end", crash_at_step_7)
+    monkeypatch.setattr(ThroughputMonitor, "on_train_batch_end", crash_at_step_7)
     with pytest.raises(Crash):
         run(tmp_path / "crashed")
-    ckpt_dir = tmp_path / "crashed" / "models" / "gpt" / "checkpoints"
+    ckpt_dir = tmp_path / "crashed" / "runs" / "gpt" / "checkpoints"
     assert (ckpt_dir / "last.ckpt").is_file()  # written by the validation at step 5
     assert not (tmp_path / "crashed" / "metrics" / "gpt.json").exists()
-    monkeypatch.setattr(fit_module.Throughput, "on_train_batch_end", original)
+    monkeypatch.setattr(ThroughputMonitor, "on_train_batch_end", original)
 
     resumed = run(tmp_path / "crashed")
     assert resumed["steps"] == reference["steps"] == 10
-    assert torch.load(ckpt_dir / "last.ckpt", weights_only=False)["global_step"] == 10
+    assert torch.load(ckpt_dir / "last.ckpt", weights_only=True)["global_step"] == 10
     # the resumed run continues the interrupted epoch's window order: same batches, same result
     assert resumed["val_loss"] == pytest.approx(reference["val_loss"], abs=1e-5)
+    # and its curve goes back to the first step: the sessions' logs are merged
+    steps = [
+        int(r.split(",")[0])
+        for r in (tmp_path / "crashed/metrics/gpt_train.csv").read_text().splitlines()[1:]
+    ]
+    assert steps == list(range(10))
 
 
 @pytest.mark.slow
 def test_ddp_cpu_matches_single_process_with_one_run_and_one_checkpoint_set(data_root, tmp_path):
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     common = [
-        "gpt.train.export_hf=false",
+        "gpt.export=false",
         "gpt.train.max_steps=8",
         "gpt.train.val_check_interval=4",
     ]
@@ -161,7 +173,7 @@ def test_ddp_cpu_matches_single_process_with_one_run_and_one_checkpoint_set(data
     assert m2["world_size"] == 2 and m2["steps"] == m1["steps"] == 8
     assert m2["val_loss"] == pytest.approx(m1["val_loss"], abs=1e-4)
     assert len(list((ddp / "wandb").glob("offline-run-*"))) == 1
-    assert sorted(os.listdir(ddp / "models" / "gpt" / "checkpoints")) == ["best.ckpt", "last.ckpt"]
+    assert sorted(os.listdir(ddp / "runs" / "gpt" / "checkpoints")) == ["best.ckpt", "last.ckpt"]
 
 
 def test_moe_variant_trains_logs_balance_loss_and_exports_mixtral(data_root, tmp_path):
@@ -179,5 +191,6 @@ def test_moe_variant_trains_logs_balance_loss_and_exports_mixtral(data_root, tmp
     assert metrics["val_aux_loss"] > 0 and metrics["steps"] == 4
     hf_config = json.loads((tmp_path / "models" / "gpt" / "hf" / "config.json").read_text())
     assert hf_config["architectures"] == ["MixtralForCausalLM"]
-    header = (tmp_path / "models" / "gpt" / "csv" / "metrics.csv").read_text().splitlines()[0]
+    logs = list((tmp_path / "runs" / "gpt" / "csv").glob("*/metrics.csv"))
+    header = logs[0].read_text().splitlines()[0]
     assert "train_aux_loss" in header and "val_aux_loss" in header

@@ -4,32 +4,35 @@ and the shared optimizer / schedule helpers."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 from gpt_helpers import write_shards
 
-from llmworks.data.windows import WindowDataModule
+from llmworks.data.windows import WindowDataConfig, WindowDataModule
 from llmworks.errors import LlmworksError
-from llmworks.models.gpt import GPT, GPTConfig
-from llmworks.training import param_groups, warmup_cosine
+from llmworks.models.gpt import GPT
+from llmworks.training.fit import Run, fingerprint
+from llmworks.training.optim import param_groups, warmup_cosine
+
+from conftest import gpt_config
 
 
 class FakeTrainer:
+    """What the datamodule reads of a trainer: rank, world size, and the loop's progress (a
+    fresh run: epoch 0, nothing trained yet)."""
+
     def __init__(self, rank: int, world: int):
         self.global_rank, self.world_size = rank, world
+        self.current_epoch = 0
+        progress = SimpleNamespace(is_last_batch=False, current=SimpleNamespace(completed=0))
+        self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
 
 
 def datamodule(root, rank=0, world=1, **kw) -> WindowDataModule:
-    dm = WindowDataModule(
-        root,
-        None,
-        block_size=kw.pop("block_size", 16),
-        batch_size=4,
-        val_windows=kw.pop("val_windows", 10),
-        seed=3,
-        **kw,
-    )
+    data = WindowDataConfig(batch_size=4, val_windows=kw.pop("val_windows", 10), num_workers=0)
+    dm = WindowDataModule(root, None, kw.pop("block_size", 16), data, seed=3)
     dm.trainer = FakeTrainer(rank, world)
     dm.setup("fit")
     return dm
@@ -91,7 +94,7 @@ def test_too_short_split_is_a_user_error(shards):
 
 
 def test_no_weight_decay_on_norms_biases_embeddings():
-    model = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, d_model=8))
+    model = GPT(gpt_config(50, block_size=8, n_layer=1, n_head=2, d_model=8))
     decay, no_decay = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in decay["params"]} == {
@@ -113,28 +116,39 @@ def test_warmup_then_cosine():
     assert all(a >= b for a, b in zip(lr[9:], lr[10:], strict=False))
 
 
-def test_resume_only_from_a_checkpoint_with_the_same_hyperparameters(tmp_path):
-    from llmworks.training import resume_checkpoint
-
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    assert resume_checkpoint(tmp_path) is None
-    ckpt.parent.mkdir()
-    hp = {"model": {"n_layer": 2}, "optim": {"lr": 1e-3, "betas": [0.9, 0.95]}}
-    torch.save({"hyper_parameters": hp | {"optim": {"lr": 1e-3, "betas": (0.9, 0.95)}}}, ckpt)
-    assert resume_checkpoint(tmp_path, hp) == ckpt
-    assert resume_checkpoint(tmp_path, hp | {"model": {"n_layer": 3}}) is None
-    assert not ckpt.exists()
+def _checkpoint(run_dir, fp: str, session: int = 0) -> None:
+    path = run_dir / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = {"fingerprint": fp, "wandb_id": "w1", "session": session}
+    torch.save({"global_step": 5, "llmworks": stamp}, path)
 
 
-def test_no_resume_from_a_finished_run(tmp_path):
-    from llmworks.training import resume_checkpoint
+def test_resume_only_an_unfinished_run_of_the_same_fingerprint(tmp_path):
+    fp = fingerprint({"model": {"n_layer": 2}}, 1337, "data-a")
+    assert Run.open(tmp_path, fp).resume_from is None  # nothing to resume
+    _checkpoint(tmp_path, fp, session=1)
+    run = Run.open(tmp_path, fp)
+    assert run.resume_from == tmp_path / "checkpoints" / "last.ckpt"
+    assert (run.wandb_id, run.session) == ("w1", 2)  # the same W&B run, its next session
+    # another config, seed or data: another run, which does not continue this one
+    for other in (
+        fingerprint({"model": {"n_layer": 3}}, 1337, "data-a"),
+        fingerprint({"model": {"n_layer": 2}}, 1, "data-a"),
+        fingerprint({"model": {"n_layer": 2}}, 1337, "data-b"),
+    ):
+        fresh = Run.open(tmp_path, other)
+        assert fresh.resume_from is None and fresh.session == 0 and fresh.wandb_id != "w1"
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()  # nothing deleted up front
+    Run.open(tmp_path, fp).mark_finished()
+    assert Run.open(tmp_path, fp).resume_from is None  # a finished run is repeated afresh
 
-    ckpt = tmp_path / "checkpoints" / "last.ckpt"
-    ckpt.parent.mkdir()
-    torch.save({"hyper_parameters": {}, "global_step": 10}, ckpt)
-    assert resume_checkpoint(tmp_path, {}, max_steps=20) == ckpt  # raised max_steps: train on
-    assert resume_checkpoint(tmp_path, {}, max_steps=10) is None
-    assert not ckpt.exists()
+
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(tmp_path):
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir()
+    last.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(LlmworksError, match="last.ckpt cannot be read.*train afresh"):
+        Run.open(tmp_path, "fp")
 
 
 @pytest.mark.parametrize(

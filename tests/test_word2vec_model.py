@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from llmworks.models.word2vec import Word2Vec, Word2VecConfig
+
+from conftest import preset
 
 
 @pytest.mark.parametrize("sg", [True, False])
@@ -52,19 +53,34 @@ def test_skipgram_learns_planted_clusters() -> None:
 
     A 20-word vocabulary needs small steps: every step sums the updates of each row it
     touches, and here every row is touched in every step."""
-    from llmworks.data.word_vocab import WordVocab
-    from llmworks.training.word2vec_module import build_corpus, fit_word2vec
+    import lightning as L
+
+    from llmworks.config import typed
+    from llmworks.data.word_vocab import tokenize
+    from llmworks.training.word2vec import (
+        Word2VecData,
+        Word2VecDataConfig,
+        Word2VecModule,
+        Word2VecOptimConfig,
+        word_corpus,
+    )
 
     rng = np.random.default_rng(0)
     groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]
     texts = [" ".join(rng.choice(groups[d % 2], size=40)) for d in range(200)]
-    vocab, corpus = build_corpus(texts, 1, True)
-    assert isinstance(vocab, WordVocab)
-    w = OmegaConf.load("conf/word2vec/default.yaml")
-    w = OmegaConf.merge(
-        w, {"dim": 16, "epochs": 3, "batch_words": 2048, "step_words": 16, "group": 8}
+    vocab, (corpus,) = word_corpus([[tokenize(t) for t in texts]], min_count=1)
+    w = preset("word2vec", "default")
+    config = Word2VecConfig(len(vocab), **(w["model"] | {"dim": 16, "group": 8}))
+    data = typed(Word2VecDataConfig, w["data"] | {"batch_words": 2048, "step_words": 16}, "data")
+    optim = typed(Word2VecOptimConfig, w["optim"], "optim")
+    L.seed_everything(0, verbose=False)
+    module = Word2VecModule(config, optim, vocab.counts, 3 * corpus.raw_words, seed=0)
+    datamodule = Word2VecData(vocab, corpus, corpus, data, True, config.negative, seed=0)
+    trainer = L.Trainer(
+        max_epochs=3, logger=False, enable_checkpointing=False, enable_progress_bar=False
     )
-    module, _, wps = fit_word2vec(vocab, corpus, w, {"accelerator": "cpu", "devices": 1})
+    trainer.fit(module, datamodule)
+    assert module.lr() == pytest.approx(optim.min_alpha)  # the schedule ran to its end
     vec = module.model.vectors.detach().numpy()
     vec = vec / np.linalg.norm(vec, axis=1, keepdims=True)
     label = np.array([vocab.words[i][0] == "a" for i in range(len(vocab))])
@@ -72,4 +88,3 @@ def test_skipgram_learns_planted_clusters() -> None:
     same = sims[label[:, None] == label[None, :]].mean()
     other = sims[label[:, None] != label[None, :]].mean()
     assert same > other + 0.3
-    assert wps > 0

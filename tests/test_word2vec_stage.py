@@ -10,8 +10,10 @@ import pytest
 from gensim.models import KeyedVectors
 
 from llmworks.config import compose_config
+from llmworks.paths import Paths
+from llmworks.training.recipe import training_stage
 
-from conftest import run_stage
+from conftest import run_stage, tokenizer_spec
 
 FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
@@ -54,6 +56,7 @@ def _overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
         "word2vec=smoke",
         f"paths.data={data_root}",
         f"paths.models={out / 'models'}",
+        f"paths.runs={out / 'runs'}",
         f"paths.metrics={out / 'metrics'}",
         f"logger.dir={out}",
         f"hydra.run.dir={out / 'h'}",
@@ -63,16 +66,17 @@ def _overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
 
 def test_presets_compose() -> None:
     cfg = compose_config(["word2vec=cbow"]).word2vec
-    assert cfg.sg is False and cfg.window == 5 and cfg.negative == 5
+    assert cfg.model.sg is False and cfg.data.window == 5 and cfg.model.negative == 5
     default = compose_config([]).word2vec
-    assert default.sg is True and default.dim == 100 and default.tokenizer is None
+    assert default.model.sg is True and default.model.dim == 100 and default.tokenizer is None
 
 
 @pytest.mark.parametrize("preset", ["smoke", "cbow"])
-def test_stage_writes_vectors_checkpoint_and_metrics(
+def test_stage_writes_vectors_checkpoints_and_metrics(
     data_root: Path, tmp_path: Path, preset: str
 ) -> None:
-    extra = ["word2vec.dim=16", "word2vec.epochs=1", "word2vec.min_count=1"]
+    extra = ["word2vec.model.dim=16", "word2vec.train.max_epochs=2", "word2vec.min_count=1"]
+    extra.append("word2vec.train.log_every_n_steps=1")
     args = _overrides(data_root, tmp_path, *extra)
     args[0] = f"word2vec={preset}"
     proc = run_stage("train_word2vec", *args, env=FAST)
@@ -81,19 +85,29 @@ def test_stage_writes_vectors_checkpoint_and_metrics(
     for binary, name in ((False, "vectors.txt"), (True, "vectors.bin")):
         kv = KeyedVectors.load_word2vec_format(str(out / name), binary=binary)
         assert kv.vector_size == 16 and "king" in kv.key_to_index
-    assert (out / "word2vec.ckpt").is_file()
+    # the same artifacts and run state as every family: weights, checkpoints, curves
+    assert (out / "model.safetensors").is_file() and (out / "vocab.json").is_file()
+    ckpts = tmp_path / "runs" / "word2vec" / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
     metrics = json.loads((tmp_path / "metrics" / "word2vec.json").read_text())
-    for key in ("ws353_rho", "simlex_rho", "analogy_acc", "analogy_coverage", "words_per_s",
-                "ws353_oov", "simlex_oov"):  # fmt: skip
-        assert key in metrics
-    assert metrics["words_per_s"] > 0 and 0 < metrics["ws353_oov"] <= 1
-    assert json.loads((out / "neighbours.json").read_text())
+    assert metrics["tokens_per_s"] > 0 and metrics["steps"] > 0 and 0 < metrics["val_loss"] < 10
+    val = (tmp_path / "metrics" / "word2vec_val.csv").read_text().splitlines()
+    assert val[0] == "step,val_loss" and len(val) >= 3  # one validation per epoch, then final
+    train = (tmp_path / "metrics" / "word2vec_train.csv").read_text().splitlines()
+    assert (
+        train[0] == "step,train_loss,lr,words_per_s_per_device"
+        and len(train) - 1 == metrics["steps"]
+    )
+    lrs = [float(r.split(",")[2]) for r in train[1:]]
+    assert lrs[0] == pytest.approx(0.05 if preset == "cbow" else 0.025) and lrs == sorted(
+        lrs, reverse=True
+    )
 
 
 def test_missing_corpus_is_a_one_line_error(tmp_path: Path) -> None:
     proc = run_stage("train_word2vec", *_overrides(tmp_path / "nowhere", tmp_path), env=FAST)
     assert proc.returncode == 2
-    assert "prepare_corpus" in proc.stderr and "Traceback" not in proc.stderr
+    assert "corpus stage" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_subword_tokens_as_words(tmp_path: Path) -> None:
@@ -101,24 +115,31 @@ def test_subword_tokens_as_words(tmp_path: Path) -> None:
     import datasets
 
     from llmworks.data.encode import encode_corpus
-    from llmworks.tokenization.train import TokenizerSpec, train_tokenizer
-    from llmworks.training.word2vec_module import fit_word2vec, subword_corpus
+    from llmworks.tokenization.train import train_tokenizer
+    from llmworks.training.word2vec import WORD2VEC_FAMILY, subword_corpus
 
     rng = np.random.default_rng(0)
     words = ["kingdom", "queenly", "riverside", "watering", "seaside", "boating"]
-    texts = [" ".join(rng.choice(words, size=60)) for _ in range(30)]
-    corpus = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": texts})})
-    spec = TokenizerSpec(type="wordpiece", vocab_size=120, lowercase=True)
+    texts = {
+        s: [" ".join(rng.choice(words, size=60)) for _ in range(30)]
+        for s in ("train", "validation")
+    }
+    corpus = datasets.DatasetDict(
+        {s: datasets.Dataset.from_dict({"text": t}) for s, t in texts.items()}
+    )
+    spec = tokenizer_spec("wordpiece", vocab_size=120)
     tok_dir = tmp_path / "data" / "tokenizers" / "wp"
     tok_dir.mkdir(parents=True)
     train_tokenizer(spec, corpus["train"]).save(str(tok_dir / "tokenizer.json"))
     encode_corpus(corpus, tok_dir / "tokenizer.json", tmp_path / "data" / "tokens" / "wp",
-                  spec.eot_token)  # fmt: skip
+                  spec.eot_token, num_proc=1, batch_size=100)  # fmt: skip
     cfg = compose_config(
-        ["word2vec=smoke", "word2vec.tokenizer=wp", f"paths.data={tmp_path / 'data'}"]
+        _overrides(tmp_path / "data", tmp_path, "word2vec.tokenizer=wp", "logger=none")
     )
-    vocab, corp = subword_corpus(cfg, "wp")
+    vocab, (train, val) = subword_corpus(Paths.from_config(cfg), "wp", 1, ("train", "validation"))
     assert len(vocab) > 3 and (np.diff(vocab.counts) <= 0).all()
-    assert corp.ids.max() < len(vocab) and corp.offsets[-1] == len(corp.ids)
-    module, _, _ = fit_word2vec(vocab, corp, cfg.word2vec, {"accelerator": "cpu", "devices": 1})
-    assert module.model.vectors.shape == (len(vocab), cfg.word2vec.dim)
+    assert train.ids.max() < len(vocab) and train.offsets[-1] == len(train.ids) and len(val.ids)
+    metrics = training_stage(WORD2VEC_FAMILY, cfg)
+    assert metrics["steps"] > 0
+    kv = KeyedVectors.load_word2vec_format(str(tmp_path / "models/word2vec/vectors.txt"))
+    assert len(kv) == len(vocab) and kv.vector_size == cfg.word2vec.model.dim

@@ -1,4 +1,5 @@
-"""Composing ``conf/`` outside a Hydra app: for tests, notebooks and ``params.yaml``.
+"""Composing ``conf/`` outside a Hydra app (tests, notebooks, ``params.yaml``), and turning a
+config section into the typed object a stage passes around.
 
 ``dvc repro`` reads ``params.yaml`` as it is, so the committed file must equal the composed
 defaults; ``python -m llmworks.config`` rewrites it after a change to ``conf/``.
@@ -7,11 +8,15 @@ defaults; ``python -m llmworks.config`` rewrites it after a change to ``conf/``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+
+from llmworks.errors import LlmworksError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO_ROOT / "conf"
@@ -21,6 +26,30 @@ def compose_config(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DI
     """The config a stage would see for these overrides (struct mode: unknown keys fail)."""
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
+
+
+T = TypeVar("T")
+
+
+def typed(cls: type[T], node: Any, where: str, **derived: Any) -> T:
+    """The dataclass ``cls`` from the config section ``node`` (named ``where`` in messages)
+    plus values derived elsewhere (``vocab_size`` from the tokenizer, say). The section must
+    hold exactly the fields of ``cls`` that are not derived: conf/ is the only source of
+    values, so nothing falls back to a default written in code."""
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - names)
+    missing = sorted(names - set(values) - set(derived))
+    if unknown or missing:
+        problems = [
+            f"unknown key(s) {unknown}" if unknown else "",
+            f"missing {missing}" if missing else "",
+        ]
+        raise LlmworksError(f"{where}: {'; '.join(p for p in problems if p)}")
+    try:
+        return cls(**values, **derived)
+    except (TypeError, ValueError) as exc:  # a bad switch (norm: mid) or shape is the user's
+        raise LlmworksError(f"{where}: {exc}") from exc
 
 
 def params_yaml(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> str:

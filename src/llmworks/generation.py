@@ -10,9 +10,9 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.errors import LlmworksError
-from llmworks.models.gpt import GPT
+from llmworks.models.gpt import GPT, GPTConfig
 from llmworks.models.persistence import CONFIG_FILE, WEIGHTS_FILE
-from llmworks.tokenization.train import tokenizer_path
+from llmworks.paths import TOKENIZER_FILE, Paths
 
 EOT = "<|endoftext|>"
 
@@ -24,9 +24,13 @@ def load_gpt(path: str | Path, map_location: str = "cpu") -> GPT:
     if path.is_dir() and (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file():
         return GPT.load(path, map_location)
     if path.is_file() and path.suffix == ".ckpt":
-        from llmworks.training.lm import CausalLM
-
-        return CausalLM.load_from_checkpoint(path, map_location=map_location).model.eval()
+        # data only (weights_only): the model's config and weights from the checkpoint
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        model = GPT(GPTConfig(**ckpt["hyper_parameters"]["model"]))
+        prefix = "model."
+        state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+        model.load_state_dict(state)
+        return model.eval()
     raise LlmworksError(
         f"{path}: not a model directory with {WEIGHTS_FILE} nor a .ckpt file; "
         "train one (dvc repro train_gpt) or set gpt.checkpoint=..."
@@ -36,9 +40,8 @@ def load_gpt(path: str | Path, map_location: str = "cpu") -> GPT:
 def find_tokenizer(cfg: DictConfig, model_path: Path) -> Path:
     """The tokenizer saved next to the model, else ``<paths.data>/tokenizers/<gpt.tokenizer>``."""
     for candidate in (
-        model_path / "tokenizer.json",
-        model_path.parent.parent / "tokenizer.json",
-        tokenizer_path(cfg, str(cfg.gpt.tokenizer)),
+        model_path / TOKENIZER_FILE,
+        Paths.from_config(cfg).tokenizer(str(cfg.gpt.tokenizer)),
     ):
         if candidate.is_file():
             return candidate
@@ -88,11 +91,11 @@ def generate_text(cfg: DictConfig, out: TextIO = sys.stdout) -> str:
     """Continue ``cfg.prompt`` and stream the new text to ``out``; returns prompt + new text."""
     from tokenizers import Tokenizer
 
-    model_path = Path(cfg.gpt.checkpoint or Path(cfg.paths.models) / "gpt")
+    model_path = Path(cfg.checkpoint or Paths.from_config(cfg).model("gpt"))
     model = load_gpt(model_path)
     tok = Tokenizer.from_file(str(find_tokenizer(cfg, model_path)))
     ids = tok.encode(str(cfg.prompt)).ids or [tok.token_to_id(EOT)]
-    stop = tok.token_to_id(EOT) if cfg.get("stop_at_eot", True) else None
+    stop = tok.token_to_id(EOT) if cfg.stop_at_eot else None
     generator = torch.Generator().manual_seed(int(cfg.seed))
     new: list[int] = []
     shown = ""
@@ -101,8 +104,8 @@ def generate_text(cfg: DictConfig, out: TextIO = sys.stdout) -> str:
         torch.tensor([ids]),
         int(cfg.max_new_tokens),
         temperature=float(cfg.temperature),
-        top_k=cfg.get("top_k"),
-        top_p=cfg.get("top_p"),
+        top_k=cfg.top_k,
+        top_p=cfg.top_p,
         stop_token=stop,
         generator=generator,
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -10,17 +11,34 @@ from pathlib import Path
 from typing import Any
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (a crash leaves the old file, never a truncated one)."""
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a text file atomically (a crash leaves the old file, never a truncated one)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=False, ensure_ascii=False)
-        f.write("\n")
+        f.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return path
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Write strict JSON atomically: NaN and infinities (a correlation over too few pairs,
+    say) become ``null``, which every JSON reader and ``dvc metrics`` accept."""
+    text = json.dumps(finite(data), indent=2, ensure_ascii=False, allow_nan=False)
+    return write_text(path, text + "\n")
+
+
+def finite(data: Any) -> Any:
+    """``data`` with every non-finite float replaced by None, at any depth."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite(v) for v in data]
+    return data
 
 
 def replace_dir(staged: str | Path, target: str | Path) -> Path:

@@ -23,69 +23,88 @@ log = logging.getLogger(__name__)
 
 
 def experiment_group(cfg: DictConfig) -> str:
-    return os.environ.get("DVC_EXP_NAME") or str(cfg.get("experiment_name", "default"))
+    return os.environ.get("DVC_EXP_NAME") or str(cfg.experiment_name)
 
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+def enabled(cfg: DictConfig) -> bool:
+    """``logger=none`` (mode disabled) means no W&B, whatever ``WANDB_MODE`` says."""
+    return str(cfg.logger.mode) != "disabled"
+
+
 def _mode(cfg: DictConfig) -> str:
-    return os.environ.get("WANDB_MODE") or str(cfg.logger.get("mode", "offline"))
+    return os.environ.get("WANDB_MODE") or str(cfg.logger.mode)
 
 
 def _run_kwargs(cfg: DictConfig, job_type: str) -> dict[str, Any]:
-    wandb_dir = Path(str(cfg.logger.get("dir", ".")))
-    wandb_dir.mkdir(parents=True, exist_ok=True)
+    """What every stage's run shares: the W&B settings of ``conf/logger`` and the run's place
+    in the experiment."""
+    import wandb
+
+    Path(str(cfg.logger.dir)).mkdir(parents=True, exist_ok=True)
+    group = experiment_group(cfg)
     return dict(
-        project=str(cfg.logger.project),
-        entity=cfg.logger.get("entity"),
-        group=experiment_group(cfg),
+        group=group,
         job_type=job_type,
-        name=f"{experiment_group(cfg)}-{job_type}",
-        tags=list(cfg.logger.get("tags") or []),
-        dir=str(wandb_dir),
+        name=f"{group}-{job_type}",
         mode=_mode(cfg),
         config=resolved_config(cfg),
-        settings=_settings(),
+        # a short summary at the end instead of the per-metric sparkline table
+        settings=wandb.Settings(quiet=True),
     )
 
 
-def _settings() -> Any:
-    import wandb
-
-    # A short summary at the end instead of the per-metric sparkline table.
-    return wandb.Settings(quiet=True)
-
-
-def wandb_logger(cfg: DictConfig, job_type: str):
-    """A Lightning ``WandbLogger`` for a training stage, or ``None`` when W&B is disabled or
-    cannot start. Lightning creates the run on rank 0 only, so DDP gives one run."""
-    if _mode(cfg) == "disabled":
+def wandb_logger(cfg: DictConfig, job_type: str, run_id: str | None = None):
+    """The Lightning logger of ``conf/logger`` (``_target_``) for a training stage, or None
+    when W&B is disabled or cannot start. ``run_id`` continues that run (a resumed training
+    run stays one W&B run). Lightning creates the run on rank 0 only, so DDP gives one run."""
+    if not enabled(cfg):
         return None
     try:
-        from lightning.pytorch.loggers import WandbLogger
+        from hydra.utils import get_class
 
-        kwargs = _run_kwargs(cfg, job_type)
-        return WandbLogger(log_model=False, save_dir=kwargs.pop("dir"), **kwargs)
+        # instantiate() itself takes `config` (W&B's run config here): call the class
+        settings = OmegaConf.to_container(cfg.logger, resolve=True)
+        logger_cls = get_class(settings.pop("_target_"))
+        settings |= {"save_dir": settings["dir"], "id": run_id} | _run_kwargs(cfg, job_type)
+        return logger_cls(**settings)
     except Exception as exc:  # logging must never stop training
         warnings.warn(f"W&B logger unavailable, continuing without it: {exc}", stacklevel=2)
         return None
 
 
+def finish_wandb(logger: Any | None) -> None:
+    """End a training stage's W&B run, so the next stage or multirun job starts its own."""
+    if logger is None:
+        return
+    try:
+        import wandb
+
+        wandb.finish()
+    except Exception as exc:  # logging must never stop training
+        log.warning("wandb.finish failed: %s", exc)
+
+
 @contextmanager
 def wandb_run(cfg: DictConfig, job_type: str) -> Iterator[Any]:
-    """A W&B run for a stage that is not a Lightning fit (corpus, tokenizer, evaluation).
+    """A W&B run for a stage that is not a Lightning fit (corpus, tokenizer, evaluation),
+    with the settings of ``conf/logger``.
 
     Yields the run, or ``None`` when W&B is disabled or failed to start; always finishes the
     run so that multirun jobs do not share one.
     """
     run = None
-    if _mode(cfg) != "disabled":
+    if enabled(cfg):
         try:
             import wandb
 
-            run = wandb.init(reinit="finish_previous", **_run_kwargs(cfg, job_type))
+            settings = OmegaConf.to_container(cfg.logger, resolve=True)
+            for key in ("_target_", "log_model", "mode"):
+                settings.pop(key, None)
+            run = wandb.init(reinit="finish_previous", **settings, **_run_kwargs(cfg, job_type))
         except Exception as exc:
             warnings.warn(f"W&B unavailable, continuing without it: {exc}", stacklevel=2)
             run = None

@@ -15,25 +15,26 @@ from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize
 from llmworks.corpus.sources import describe, load_documents
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, write_json
+from llmworks.paths import Paths
 from llmworks.tracking import log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 
 
-def corpus_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.data) / "corpus"
-
-
-def load_corpus(cfg_or_dir: DictConfig | str | Path) -> datasets.DatasetDict:
+def load_corpus(paths: Paths) -> datasets.DatasetDict:
     """The prepared corpus, as later stages read it."""
-    root = corpus_dir(cfg_or_dir) if isinstance(cfg_or_dir, DictConfig) else Path(cfg_or_dir)
-    path = root / "dataset"
+    path = paths.corpus_dataset
     if not path.is_dir():
         raise LlmworksError(f"{path} does not exist; run the corpus stage first (dvc repro corpus)")
     return datasets.load_from_disk(str(path))
 
 
-def prepare_corpus(cfg: DictConfig) -> dict[str, Any]:
+def corpus_fingerprint(corpus: datasets.DatasetDict) -> str:
+    """Identifies the prepared corpus (the datasets fingerprints of its splits)."""
+    return "/".join(f"{name}:{split._fingerprint}" for name, split in sorted(corpus.items()))
+
+
+def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
     """Load, normalize, de-duplicate and split the corpus; save it and its stats.
 
     Everything is written to a scratch directory first and moved into place at the end, so a
@@ -45,7 +46,8 @@ def prepare_corpus(cfg: DictConfig) -> dict[str, Any]:
         fractions.validation + fractions.test >= 1
     ):
         raise LlmworksError("corpus.split.validation + corpus.split.test must be in [0, 1)")
-    out = corpus_dir(cfg)
+    paths = Paths.from_config(cfg)
+    out = paths.corpus
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".corpus-", dir=out) as tmp:
         raw = load_documents(corpus, Path(tmp) / "load")
@@ -57,7 +59,7 @@ def prepare_corpus(cfg: DictConfig) -> dict[str, Any]:
             fn_kwargs={"val": fractions.validation, "test": fractions.test},
         )
         docs = _drop_empty_and_duplicates(docs)
-        if corpus.get("max_documents"):
+        if corpus.max_documents:
             docs = docs.select(range(min(int(corpus.max_documents), len(docs))))
         if len(docs) == 0:
             raise LlmworksError(f"corpus {corpus.name!r} has no non-empty documents")
@@ -82,8 +84,8 @@ def prepare_corpus(cfg: DictConfig) -> dict[str, Any]:
         stats["source"] = describe(corpus)
         staged = Path(tmp) / "dataset"
         dataset.save_to_disk(str(staged))
-        replace_dir(staged, out / "dataset")
-    write_json(out / "corpus_stats.json", stats)
+        replace_dir(staged, paths.corpus_dataset)
+    write_json(paths.corpus_stats, stats)
     with wandb_run(cfg, "prepare_corpus") as run:
         log_metrics(run, _flat(stats), prefix="corpus/")
     log.info("corpus: %s", json.dumps({s: stats[s] for s in SPLITS}))

@@ -79,13 +79,13 @@ def _loader_for(files: list[str], fmt: str) -> str:
 
 
 def _load_local(files: list[str], corpus: DictConfig, cache_dir: str) -> datasets.Dataset:
-    loader = _loader_for(files, corpus.get("format", "auto"))
+    loader = _loader_for(files, corpus.format)
     kwargs: dict[str, Any] = {}
     if loader == "text":
         kwargs = dict(
-            sample_by=corpus.get("sample_by", "paragraph"),
-            encoding=corpus.get("encoding", "utf-8"),
-            encoding_errors=corpus.get("encoding_errors", "strict"),
+            sample_by=corpus.sample_by,
+            encoding=corpus.encoding,
+            encoding_errors=corpus.encoding_errors,
         )
     try:
         ds = datasets.load_dataset(

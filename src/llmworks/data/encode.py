@@ -23,14 +23,11 @@ from llmworks.corpus.prepare import load_corpus
 from llmworks.data.shards import META_FILE, SPLITS, dtype_for_vocab, tokenizer_hash
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, write_json
-from llmworks.tokenization.train import selected_tokenizers, tokenizer_path
+from llmworks.paths import Paths
+from llmworks.tokenization.train import selected_tokenizers
 from llmworks.tracking import log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
-
-
-def tokens_dir(cfg: DictConfig, name: str) -> Path:
-    return Path(cfg.paths.data) / "tokens" / name
 
 
 @lru_cache(maxsize=4)
@@ -53,8 +50,8 @@ def encode_split(
     separator_id: int,
     out_bin: Path,
     dtype: np.dtype,
-    num_proc: int | None = None,
-    batch_size: int = 1000,
+    num_proc: int,
+    batch_size: int,
 ) -> dict[str, Any]:
     """Tokenize one split with ``datasets.map`` and stream the ids into ``out_bin``.
 
@@ -98,8 +95,8 @@ def encode_corpus(
     tokenizer_json: Path,
     out_dir: Path,
     eot_token: str,
-    num_proc: int | None = None,
-    batch_size: int = 1000,
+    num_proc: int,
+    batch_size: int,
 ) -> dict[str, Any]:
     """Encode every split into ``out_dir``; the old shards stay until the new ones are done."""
     tok = Tokenizer.from_file(str(tokenizer_json))
@@ -140,19 +137,20 @@ def encode_corpus(
     return meta
 
 
-def run_encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Encode the corpus with each selected tokenizer into ``data/tokens/<name>/``."""
-    corpus = load_corpus(cfg)
+    paths = Paths.from_config(cfg)
+    corpus = load_corpus(paths)
     num_proc = int(cfg.encode.num_proc or 1)
     results = {}
     for name in selected_tokenizers(cfg):
-        path = tokenizer_path(cfg, name)
+        path = paths.tokenizer(name)
         if not path.is_file():
             raise LlmworksError(f"{path} does not exist; train the tokenizer first (dvc repro)")
         meta = encode_corpus(
             corpus,
             path,
-            tokens_dir(cfg, name),
+            paths.tokens(name),
             str(cfg.tokenizers[name].eot_token),
             num_proc=num_proc,
             batch_size=int(cfg.encode.batch_size),

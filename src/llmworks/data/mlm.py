@@ -20,6 +20,7 @@ numbers compare across runs whatever the batch size, worker count or number of d
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -103,8 +104,8 @@ class MLMCollator:
         pad_id: int,
         mask_id: int,
         special_ids: Sequence[int],
-        mask_rate: float = 0.15,
-        whole_word: bool = False,
+        mask_rate: float,
+        whole_word: bool,
         continuation: torch.Tensor | None = None,
         seed: int | None = None,
         pad_to_multiple_of: int | None = None,
@@ -228,14 +229,25 @@ def special_token_ids(tok) -> dict[str, int]:
     return ids
 
 
+@dataclass(frozen=True)
+class MLMDataConfig:
+    """The ``bert.data`` section."""
+
+    max_seq_len: int  # sequence length trained on (<= the model's position table)
+    packing: str  # docs | windows
+    mask_rate: float
+    whole_word: bool
+    batch_size: int
+    num_workers: int
+    pad_to_multiple_of: int | None
+    val_seed: int  # validation masks are fixed by this seed, so runs compare
+    max_val_batches: int | None  # a fixed prefix of the validation split (None: all of it)
+
+
 class MLMData(L.LightningDataModule):
-    """Train and validation loaders of one tokenizer's shards, masked as the config says.
+    """Train, validation and test loaders of one tokenizer's shards, masked as ``data`` says."""
 
-    ``data`` is the ``bert.data`` config node: ``max_seq_len``, ``packing``, ``mask_rate``,
-    ``whole_word``, ``batch_size``, ``num_workers``, ``val_seed``, ``max_val_batches``.
-    """
-
-    def __init__(self, shards_dir: str | Path, tokenizer_json: str | Path, data):
+    def __init__(self, shards_dir: str | Path, tokenizer_json: str | Path, data: MLMDataConfig):
         from tokenizers import Tokenizer
 
         super().__init__()
@@ -245,14 +257,12 @@ class MLMData(L.LightningDataModule):
         self.vocab_size = tok.get_vocab_size()
         self.cfg = data
         common = dict(
-            mask_rate=float(data.mask_rate),
-            whole_word=bool(data.whole_word),
-            pad_to_multiple_of=data.get("pad_to_multiple_of"),
+            mask_rate=data.mask_rate,
+            whole_word=data.whole_word,
+            pad_to_multiple_of=data.pad_to_multiple_of,
         )
         self.train_collator = MLMCollator.from_tokenizer(tokenizer_json, **common)
-        self.val_collator = MLMCollator.from_tokenizer(
-            tokenizer_json, seed=int(data.val_seed), **common
-        )
+        self.val_collator = MLMCollator.from_tokenizer(tokenizer_json, seed=data.val_seed, **common)
         self._sequences: dict[str, MLMSequences] = {}
 
     def sequences(self, split: str) -> MLMSequences:
@@ -260,10 +270,10 @@ class MLMData(L.LightningDataModule):
             return self._sequences[split]
         seqs = MLMSequences(
             self.shards.split(split),
-            int(self.cfg.max_seq_len),
+            self.cfg.max_seq_len,
             self.ids["cls"],
             self.ids["sep"],
-            str(self.cfg.packing),
+            self.cfg.packing,
         )
         if len(seqs) == 0:
             raise LlmworksError(f"{self.shards.root}: split {split!r} holds no tokens")
@@ -275,9 +285,9 @@ class MLMData(L.LightningDataModule):
 
     def val_dataloader(self, split: str = "validation") -> DataLoader:
         seqs = self.sequences(split)
-        limit = self.cfg.get("max_val_batches")
+        limit = self.cfg.max_val_batches
         if limit:  # a fixed prefix of the split: the same sequences every run
-            n = min(len(seqs), int(limit) * int(self.cfg.batch_size))
+            n = min(len(seqs), limit * self.cfg.batch_size)
             seqs = torch.utils.data.Subset(seqs, range(n))
         world = self.trainer.world_size if self.trainer is not None else 1
         return self._loader(_NoLossPadding(seqs, world, self.ids), self.val_collator, shuffle=False)
@@ -288,8 +298,7 @@ class MLMData(L.LightningDataModule):
         return self._loader(self.sequences("test"), self.val_collator, shuffle=False)
 
     def _loader(self, seqs: Dataset, collator: MLMCollator, shuffle: bool) -> DataLoader:
-        workers = int(self.cfg.get("num_workers", 0))
-        batch = int(self.cfg.batch_size)
+        workers, batch = self.cfg.num_workers, self.cfg.batch_size
         return DataLoader(
             seqs,
             batch_size=batch,

@@ -72,6 +72,12 @@ class TokenShards:
         return int(self.meta["separator_id"])
 
     @property
+    def fingerprint(self) -> str:
+        """Identifies the encoded data (tokenizer hash, counts per split): a training run
+        resumes only on the data it started on."""
+        return hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()
+
+    @property
     def bytes_per_token(self) -> dict[str, float]:
         """UTF-8 bytes of text per token in each split: turns nats/token into bits/byte."""
         return {s: v["bytes"] / max(v["tokens"], 1) for s, v in self.meta["splits"].items()}

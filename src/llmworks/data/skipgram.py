@@ -111,15 +111,29 @@ def cbow_windows(
     return pos[has], ctx[has]
 
 
+def examples(
+    ids: np.ndarray, docs: np.ndarray, window: int, sg: bool, rng: np.random.Generator, pad: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(inputs, outputs, center)``: skip-gram -- context / center ids (gensim's orientation);
+    CBOW -- rows of context ids / center ids; ``center`` is each example's corpus position."""
+    if sg:
+        center, context = skipgram_positions(docs, window, rng)
+        return ids[context], ids[center], center
+    center, inputs = cbow_windows(ids, docs, window, rng, pad)
+    return inputs, ids[center], center
+
+
 class PairStream(torch.utils.data.IterableDataset):
     """Training batches, one pass over the corpus per ``iter()``.
 
     Per epoch the corpus is subsampled and all its examples generated at once (a few array
     operations), then cut into batches of ``batch_words`` kept words. Each batch is a dict:
-    ``inputs`` / ``outputs`` (skip-gram: context / center ids, gensim's orientation; CBOW:
-    context rows / center ids), ``steps``: offsets cutting the batch into SGD steps of
-    ``step_words`` kept words, and ``raw_words``, the corpus words it stands for before
-    subsampling (for words/s and the lr schedule). Under DDP rank r takes every world-th batch.
+    ``inputs`` / ``outputs`` (see ``examples``), ``steps``: offsets cutting the batch into SGD
+    steps of ``step_words`` kept words, and ``raw_words``, the corpus words it stands for
+    before subsampling (for words/s and the lr schedule). Under DDP rank r takes every
+    world-th batch. ``epoch`` and ``skip`` place the next ``iter()``: a run resumed in the
+    middle of an epoch regenerates that epoch (seeded by ``seed`` and the epoch) and skips
+    the batches it already trained on.
     """
 
     def __init__(
@@ -138,25 +152,20 @@ class PairStream(torch.utils.data.IterableDataset):
         self.corpus, self.keep, self.window, self.sg = corpus, keep, window, sg
         self.batch_words, self.step_words = batch_words, step_words
         self.seed, self.pad, self.rank, self.world = seed, pad, rank, world
-        self.epoch = 0
+        self.epoch, self.skip = 0, 0
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor | int]]:
         rng = np.random.default_rng((self.seed, self.epoch))
+        skip, self.skip = self.skip, 0
         self.epoch += 1
         ids, docs = subsample(self.corpus, self.keep, rng)
         raw_per_kept = self.corpus.raw_words / max(len(ids), 1)
-        if self.sg:
-            center, context = skipgram_positions(docs, self.window, rng)
-            inputs, outputs = ids[context], ids[center]
-        else:
-            center, inputs = cbow_windows(ids, docs, self.window, rng, self.pad)
-            outputs = ids[center]
+        inputs, outputs, center = examples(ids, docs, self.window, self.sg, rng, self.pad)
         # example index where each step (step_words kept words) starts
         cuts = np.searchsorted(center, np.arange(0, len(ids) + self.step_words, self.step_words))
         per_batch = max(1, self.batch_words // self.step_words)
-        for k, s in enumerate(range(0, len(cuts) - 1, per_batch)):
-            if k % self.world != self.rank:
-                continue
+        mine = [s for k, s in enumerate(range(0, len(cuts) - 1, per_batch)) if k % self.world == self.rank]
+        for s in mine[skip:]:
             steps = cuts[s : s + per_batch + 1]
             lo, hi = int(steps[0]), int(steps[-1])
             first = s * self.step_words

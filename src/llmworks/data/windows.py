@@ -12,6 +12,7 @@ between ranks without padding so the reduced loss counts every window exactly on
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -71,29 +72,52 @@ class TrainSampler(DistributedSampler):
         return iter(indices[start:])
 
 
+@dataclass(frozen=True)
+class WindowDataConfig:
+    """The ``gpt.data`` section."""
+
+    batch_size: int  # windows per batch and process
+    val_windows: int  # fixed validation windows, evenly spread over the split
+    num_workers: int  # DataLoader worker processes
+
+
+def resume_point(trainer: L.Trainer | None) -> tuple[int, int]:
+    """``(epoch, batches of it already trained)`` where a run resumed from a checkpoint goes
+    on, read from Lightning's restored loop progress when the training data loader is made
+    (``(0, 0)`` for a fresh run). A checkpoint written after an epoch's last batch resumes at
+    the start of the next epoch."""
+    if trainer is None:
+        return 0, 0
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    if progress.is_last_batch:
+        return trainer.current_epoch + 1, 0
+    return trainer.current_epoch, int(progress.current.completed)
+
+
 class WindowDataModule(L.LightningDataModule):
+    """Train, validation and test windows of ``block_size + 1`` tokens from one tokenizer's
+    shards (``tokenizer_json`` checks that the shards were made by it)."""
+
     def __init__(
         self,
         shards_root: str | Path,
         tokenizer_json: str | Path | None,
         block_size: int,
-        batch_size: int,
-        val_windows: int = 64,
-        seed: int = 0,
-        num_workers: int = 0,
+        data: WindowDataConfig,
+        seed: int,
     ):
         super().__init__()
         self.shards_root, self.tokenizer_json = Path(shards_root), tokenizer_json
-        self.block_size, self.batch_size = block_size, batch_size
-        self.val_windows, self.seed, self.num_workers = val_windows, seed, num_workers
+        self.block_size, self.batch_size = block_size, data.batch_size
+        self.val_windows, self.num_workers, self.seed = data.val_windows, data.num_workers, seed
         self.shards: TokenShards | None = None
 
     def setup(self, stage: str | None = None) -> None:
-        if self.shards is not None:
-            return
-        self.shards = open_shards(self.shards_root, self.tokenizer_json)
-        self.train = self.windows("train", None)
-        self.val = self.windows("validation", self.val_windows)
+        if self.shards is None:
+            self.shards = open_shards(self.shards_root, self.tokenizer_json)
+        if stage in (None, "fit", "validate") and not hasattr(self, "val"):
+            self.train = self.windows("train", None)
+            self.val = self.windows("validation", self.val_windows)
 
     def windows(self, split: str, limit: int | None = None) -> Windows:
         """Non-overlapping windows of a split; with ``limit``, that many spread evenly over it."""
@@ -114,14 +138,9 @@ class WindowDataModule(L.LightningDataModule):
 
     @property
     def bytes_per_token(self) -> dict[str, float]:
+        if self.shards is None:
+            self.shards = open_shards(self.shards_root, self.tokenizer_json)
         return self.shards.bytes_per_token
-
-    def _batches_done(self) -> int:
-        """Batches of the current epoch trained before the checkpoint we resume from (else 0)."""
-        try:
-            return int(self.trainer.fit_loop.epoch_loop.batch_progress.current.completed)
-        except (AttributeError, RuntimeError):
-            return 0
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -139,7 +158,7 @@ class WindowDataModule(L.LightningDataModule):
             self.train, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
         )
         # resuming mid-epoch: skip the batches of this epoch that were already trained on
-        sampler.start = self._batches_done() * self.batch_size
+        sampler.start = resume_point(self.trainer)[1] * self.batch_size
         return DataLoader(
             self.train,
             batch_size=self.batch_size,
@@ -157,3 +176,8 @@ class WindowDataModule(L.LightningDataModule):
             sampler=EvalSampler(self.val, world, rank),
             num_workers=self.num_workers,
         )
+
+    def test_dataloader(self) -> DataLoader:
+        """Every non-overlapping window of the test split, in order (one process)."""
+        self.setup("test")
+        return DataLoader(self.windows("test"), batch_size=self.batch_size, shuffle=False)

@@ -41,7 +41,7 @@ class WordVocab:
         return len(self.words)
 
     @classmethod
-    def build(cls, docs: Iterable[list[str]], min_count: int = 5) -> WordVocab:
+    def build(cls, docs: Iterable[list[str]], min_count: int) -> WordVocab:
         counter: Counter[str] = Counter()
         for doc in docs:
             counter.update(doc)

@@ -1,67 +1,55 @@
 """Attention heatmaps for the report: what each head of each layer looks at.
 
 ``attention_maps(model, idx)`` returns the attention probabilities of every layer and head of a
-GPT or a BERT for one sequence, as a ``[n_layer, n_head, T, T]`` array (row = query, column =
-key). The models run attention through ``F.scaled_dot_product_attention``, which never
-materialises those probabilities, so a forward pre-hook on each block's ``attn`` records the
-exact input it receives and ``Attention.attention_weights`` recomputes the softmax from it.
+Transformer for one sequence, as a ``[n_layer, n_head, T, T]`` array (row = query, column =
+key). It asks every ``Attention`` layer for its weights (``return_weights=True``, through
+forward hooks, so the model's own code is untouched) while the model encodes ``idx``.
 ``token_labels(tokenizer, ids)`` gives readable token strings for the heatmap axes.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders
+from torch import nn
 
-from llmworks.models.bert import Bert
-from llmworks.models.gpt import GPT
 from llmworks.models.layers import Attention
 
 
+@torch.no_grad()
 def attention_maps(
-    model: GPT | Bert, idx: torch.Tensor, padding_mask: torch.Tensor | None = None
+    model: nn.Module, idx: torch.Tensor, padding_mask: torch.Tensor | None = None
 ) -> np.ndarray:
     """Attention probabilities ``[n_layer, n_head, T, T]`` (float32) of one sequence ``idx``
-    (shape ``(T,)`` or ``(1, T)``). ``padding_mask`` (True on real tokens) is for BERT only:
-    padded keys get weight 0. Runs in eval mode without gradients; the model's mode is restored.
-    """
+    (shape ``(T,)`` or ``(1, T)``) through ``model.encode``. ``padding_mask`` (True on real
+    tokens) gives padded keys weight 0. Runs in eval mode; the model's mode is restored."""
     device = next(model.parameters()).device
     idx = (idx.reshape(1, -1) if idx.dim() == 1 else idx).to(device)
     if idx.shape[0] != 1:
         raise ValueError(f"attention_maps takes one sequence, got a batch of {idx.shape[0]}")
-    if padding_mask is not None:
-        if not isinstance(model, Bert):
-            raise ValueError("padding_mask is only supported for Bert (GPT has no padding)")
-        padding_mask = padding_mask.reshape(1, -1).to(device)
+    maps: list[torch.Tensor] = []
 
-    # each attention layer's call, as (module, {argument name: value}) in layer order
-    calls: list[tuple[Attention, dict]] = []
+    def ask_for_weights(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        return args, {**kwargs, "return_weights": True}
 
-    def record(module: Attention, args: tuple, kwargs: dict) -> None:
-        bound = inspect.signature(module.forward).bind(*args, **kwargs)
-        calls.append((module, bound.arguments))
+    def keep_weights(module: nn.Module, args: tuple, kwargs: dict, output: tuple) -> torch.Tensor:
+        y, weights = output
+        maps.append(weights)
+        return y  # the model goes on with the attended values, as without the hooks
 
-    hooks = [
-        block.attn.register_forward_pre_hook(record, with_kwargs=True) for block in model.blocks
-    ]
+    layers = [m for m in model.modules() if isinstance(m, Attention)]
+    hooks = [h for m in layers for h in (
+        m.register_forward_pre_hook(ask_for_weights, with_kwargs=True),
+        m.register_forward_hook(keep_weights, with_kwargs=True),
+    )]  # fmt: skip
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            if isinstance(model, Bert):
-                model.encode(idx, padding_mask)
-            else:
-                model(idx)
-            maps = [
-                attn.attention_weights(
-                    call["x"], rope=call.get("rope"), padding_mask=call.get("padding_mask")
-                )
-                for attn, call in calls
-            ]
+        mask = None if padding_mask is None else padding_mask.reshape(1, -1).to(device)
+        model.encode(idx, padding_mask=mask)
     finally:
         for hook in hooks:
             hook.remove()

@@ -14,12 +14,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from tokenizers import Tokenizer
+from torch import nn
 
 from llmworks.data.word_vocab import token_as_word
 from llmworks.evaluation.representations import Embedder
-from llmworks.models.bert import Bert
 from llmworks.models.bow import average_word_vectors, fit_bow
-from llmworks.models.gpt import GPT
 
 
 def bag_of_words_embedder(
@@ -85,17 +84,19 @@ def _mean_pool(h: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return ((h * w).sum(1) / w.sum(1).clamp(min=1.0)).float().cpu()
 
 
-def bert_embedder(
-    model: Bert, tokenizer: Tokenizer, batch_size: int = 32, max_len: int | None = None
+def transformer_embedder(
+    model: nn.Module, tokenizer: Tokenizer, max_len: int, batch_size: int
 ) -> Embedder:
-    """Mean of BERT's last hidden states over the words (not ``[CLS]``/``[SEP]``/padding).
+    """Mean of a Transformer's final hidden states (``model.encode``) over each text's tokens,
+    padding and the tokenizer's special tokens (BERT's ``[CLS]``/``[SEP]``) left out.
 
-    ``max_len`` is the sequence length BERT was trained on (``bert.data.max_seq_len``):
-    position embeddings past it were never updated."""
+    ``max_len`` is the longest sequence the model was trained on: positions past it were
+    never learned. Padding is hidden from attention, so padded rows give the states of the
+    unpadded text (for a causal model that holds anyway: no token sees what follows it)."""
     model.eval()
-    pad_id = model.config.pad_id
-    max_len = min(max_len or model.config.max_seq_len, model.config.max_seq_len)
+    pad_id = tokenizer.token_to_id("[PAD]") or 0
     device = next(model.parameters()).device
+    width = model.config.d_model
 
     @torch.no_grad()
     def embed(texts: Sequence[str]) -> np.ndarray:
@@ -103,28 +104,6 @@ def bert_embedder(
             _mean_pool(model.encode(ids.to(device), padding_mask=real.to(device)), keep)
             for ids, real, keep in _token_batches(tokenizer, texts, max_len, batch_size, pad_id)
         ]
-        return torch.cat(out).numpy() if out else np.zeros((0, model.config.d_model))
-
-    return embed
-
-
-def gpt_embedder(model: GPT, tokenizer: Tokenizer, batch_size: int = 32) -> Embedder:
-    """Mean of GPT's final hidden states over each text's tokens.
-
-    Causal attention never lets a token see padding that follows it, so right-padded rows
-    give the same states as unpadded ones; the padding is then left out of the mean.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-
-    @torch.no_grad()
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        out = [
-            _mean_pool(model.encode(ids.to(device)), real)
-            for ids, real, _ in _token_batches(
-                tokenizer, texts, model.config.block_size, batch_size, pad_id=0
-            )
-        ]
-        return torch.cat(out).numpy() if out else np.zeros((0, model.config.d_model))
+        return torch.cat(out).numpy() if out else np.zeros((0, width))
 
     return embed

@@ -3,9 +3,7 @@ word vectors, attention heatmaps."""
 
 from __future__ import annotations
 
-import csv
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -15,40 +13,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def read_metrics_csv(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Lightning ``CSVLogger`` rows -> ``{metric: (steps, values)}``, skipping blank cells."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
-    with Path(path).open(newline="") as f:
-        for row in csv.DictReader(f):
-            step = row.get("step")
-            if step in (None, ""):
-                continue
-            for key, value in row.items():
-                if key in ("step", "epoch") or value in (None, ""):
-                    continue
-                try:
-                    number = float(value)
-                except ValueError:
-                    continue
-                if math.isfinite(number):
-                    xs, ys = series.setdefault(key, ([], []))
-                    xs.append(float(step))
-                    ys.append(number)
-    return {k: (np.asarray(x), np.asarray(y)) for k, (x, y) in series.items()}
-
-
 def plot_training_curves(
-    logs: dict[str, str | Path], out: str | Path, metrics: Sequence[str] = ("loss",)
+    logs: Mapping[str, Mapping[int, Mapping[str, float]]],
+    out: str | Path,
+    metrics: Sequence[str] = ("loss",),
 ) -> Path | None:
-    """One panel per model: every logged series whose name contains one of ``metrics``."""
-    found = {name: read_metrics_csv(p) for name, p in logs.items() if Path(p).is_file()}
-    found = {n: s for n, s in found.items() if s}
+    """One panel per model (``{model: {step: {metric: value}}}``): every logged series whose
+    name contains one of ``metrics``."""
+    from llmworks.training.logs import series
+
+    found = {name: log for name, log in logs.items() if log}
     if not found:
         return None
     fig, axes = plt.subplots(1, len(found), figsize=(5 * len(found), 3.6), squeeze=False)
-    for ax, (name, series) in zip(axes[0], found.items(), strict=True):
-        for key, (steps, values) in sorted(series.items()):
-            if any(m in key for m in metrics) and len(steps):
+    for ax, (name, log) in zip(axes[0], found.items(), strict=True):
+        keys = sorted({k for row in log.values() for k in row if any(m in k for m in metrics)})
+        for key in keys:
+            steps, values = series(log, key)
+            if len(steps):
                 ax.plot(steps, values, label=key, marker="o" if len(steps) < 20 else None)
         ax.set_title(name)
         ax.set_xlabel("step")
@@ -95,7 +77,7 @@ def plot_word_map(
             color="tab:red" if word in marked else "0.25",
         )
     name = {"pca": "PCA", "tsne": "t-SNE"}.get(method, method)
-    ax.set_title(f"Word2Vec: {name} map of word vectors (probe words in red)")
+    ax.set_title(f"{name} map of word vectors (probe words in red)")
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

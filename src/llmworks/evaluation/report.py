@@ -25,11 +25,20 @@ pre{background:#f7f7f7;padding:.7em;white-space:pre-wrap;border-radius:4px}
 
 @dataclass
 class Section:
+    """One ``<h2>`` of the page: tables (caption, header, rows), figures (caption, path),
+    pre-rendered HTML blocks (token views) and generated samples."""
+
     title: str
     tables: list[tuple[str, list[str], list[list[Any]]]] = field(default_factory=list)
     figures: list[tuple[str, Path]] = field(default_factory=list)
-    html_blocks: list[str] = field(default_factory=list)
-    texts: list[tuple[str, str]] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    samples: dict[str, Any] | None = (
+        None  # {"settings": {...}, "samples": [{prompt, mode, completion}]}
+    )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.tables or self.figures or self.html or self.samples)
 
 
 def fmt(value: Any) -> str:
@@ -75,13 +84,24 @@ def render(title: str, subtitle: str, sections: list[Section], out_dir: str | Pa
                 f"<figure><img src='{html.escape(rel)}' alt='{html.escape(caption)}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
-        for caption, text in section.texts:
-            parts.append(f"<h3>{html.escape(caption)}</h3><pre>{html.escape(text)}</pre>")
-        parts += section.html_blocks
+        parts += section.html
+        if section.samples:
+            parts += _samples(section.samples)
     parts.append("</body></html>")
     index = out_dir / "index.html"
     index.write_text("\n".join(parts), encoding="utf-8")
     return index
+
+
+def _samples(block: dict[str, Any]) -> list[str]:
+    settings = ", ".join(f"{k}={v}" for k, v in block["settings"].items())
+    parts = [f"<h3>Samples</h3><p class='muted'>{html.escape(settings)}</p>"]
+    for x in block["samples"]:
+        parts.append(
+            f"<p><span class='muted'>{html.escape(x['mode'])}</span></p><pre>"
+            f"<b>{html.escape(x['prompt'])}</b>{html.escape(x['completion'])}</pre>"
+        )
+    return parts
 
 
 def _place(path: Path, out_dir: Path) -> str:

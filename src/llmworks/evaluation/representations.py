@@ -33,10 +33,10 @@ class ParagraphTask:
 
 def paragraph_task(
     documents: Sequence[str],
-    min_paragraphs: int = 3,
-    min_words: int = 8,
-    max_per_doc: int = 40,
-    max_docs: int | None = None,
+    min_paragraphs: int,
+    min_words: int,
+    max_per_doc: int,
+    max_docs: int | None,
 ) -> ParagraphTask:
     """Paragraphs of documents that have at least ``min_paragraphs`` of them (the first
     ``max_docs`` such documents, which keeps the task's cost bounded on a hub corpus)."""

@@ -10,7 +10,7 @@ a ``[CLS]`` pooler for downstream use. Numerically identical to Hugging Face's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,17 +23,20 @@ from llmworks.models.persistence import load_model_dir, save_model_dir
 
 @dataclass
 class BertConfig:
-    vocab_size: int = 8192
-    max_seq_len: int = 128  # learned positions: the longest sequence the model can read
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 256
-    d_hidden: int | None = None  # None: 4 * d_model
-    type_vocab_size: int = 2  # segments A and B
-    norm: str = "post"  # post (BERT) | pre
-    norm_eps: float = 1e-12
-    dropout: float = 0.1
-    pad_id: int = 0
+    """Every architectural switch of the model; the values live in ``conf/bert/*.yaml``
+    (``vocab_size`` and ``pad_id`` come from the tokenizer)."""
+
+    vocab_size: int
+    max_seq_len: int  # learned positions: the longest sequence the model can read
+    n_layer: int
+    n_head: int
+    d_model: int
+    d_hidden: int | None  # None: 4 * d_model
+    type_vocab_size: int  # segments A and B
+    norm: str  # post (BERT) | pre
+    norm_eps: float
+    dropout: float
+    pad_id: int
 
     def __post_init__(self) -> None:
         self.d_hidden = self.d_hidden or 4 * self.d_model
@@ -41,11 +44,6 @@ class BertConfig:
             raise ValueError(f"BertConfig: n_head={self.n_head} must divide d_model={self.d_model}")
         if self.norm not in ("post", "pre"):
             raise ValueError(f"BertConfig.norm={self.norm!r}: expected 'post' or 'pre'")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> BertConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Embeddings(nn.Module):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -32,25 +32,27 @@ from llmworks.models.persistence import load_model_dir, save_model_dir
 
 @dataclass
 class GPTConfig:
-    vocab_size: int = 8192
-    block_size: int = 256
-    n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int | None = None  # None or n_head: MHA; 1: MQA; in between: GQA
-    d_model: int = 256
-    d_hidden: int | None = None  # None: 4 * d_model (gelu) or Llama's ~8/3 * d_model (swiglu, moe)
-    pos: str = "learned"  # learned | rope
-    rope_base: float = 10000.0
-    norm: str = "layernorm"  # layernorm | rmsnorm
-    norm_eps: float = 1e-5
-    mlp: str = "gelu"  # gelu | swiglu | moe
-    n_expert: int = 8
-    top_k: int = 2
-    aux_loss_coef: float = 0.01  # weight of the MoE load-balancing loss in the training loss
-    window: int | None = None  # sliding-window attention span (None: full causal attention)
-    dropout: float = 0.0
-    bias: bool = True
-    tie_weights: bool = True
+    """Every architectural switch of the model; the values live in ``conf/gpt/*.yaml``."""
+
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int | None  # None or n_head: MHA; 1: MQA; in between: GQA
+    d_model: int
+    d_hidden: int | None  # None: 4 * d_model (gelu) or Llama's ~8/3 * d_model (swiglu, moe)
+    pos: str  # learned | rope
+    rope_base: float
+    norm: str  # layernorm | rmsnorm
+    norm_eps: float
+    mlp: str  # gelu | swiglu | moe
+    n_expert: int
+    top_k: int
+    aux_loss_coef: float  # weight of the MoE load-balancing loss in the training loss
+    window: int | None  # sliding-window attention span (None: full causal attention)
+    dropout: float
+    bias: bool
+    tie_weights: bool
 
     def __post_init__(self) -> None:
         self.n_kv_head = self.n_kv_head or self.n_head
@@ -59,6 +61,11 @@ class GPTConfig:
                 self.d_hidden = 4 * self.d_model
             else:  # a gated MLP has three matrices: 2/3 of 4x keeps the parameter count
                 self.d_hidden = 64 * math.ceil(int(8 * self.d_model / 3) / 64)
+        if self.d_model % self.n_head or self.n_head % self.n_kv_head:
+            raise ValueError(
+                f"need n_head | d_model and n_kv_head | n_head, got d_model={self.d_model} "
+                f"n_head={self.n_head} n_kv_head={self.n_kv_head}"
+            )
         for name, value, allowed in (
             ("pos", self.pos, ("learned", "rope")),
             ("norm", self.norm, ("layernorm", "rmsnorm")),
@@ -70,11 +77,6 @@ class GPTConfig:
     @property
     def head_dim(self) -> int:
         return self.d_model // self.n_head
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GPTConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
 
 
 class Block(nn.Module):
@@ -102,8 +104,14 @@ class Block(nn.Module):
                 cfg.d_model, cfg.d_hidden, cfg.n_expert, cfg.top_k, cfg.bias, cfg.dropout
             )
 
-    def forward(self, x: torch.Tensor, rope: tuple | None, input_pos: int) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), rope, input_pos=input_pos)
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple | None,
+        input_pos: int,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), rope, padding_mask=padding_mask, input_pos=input_pos)
         return x + self.ffn(self.norm2(x))
 
 
@@ -129,10 +137,14 @@ class GPT(nn.Module):
             if name.endswith(("attn.proj.weight", "ffn.proj.weight", "ffn.down.weight")):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
-    def encode(self, idx: torch.Tensor, input_pos: int = 0) -> torch.Tensor:
+    def encode(
+        self, idx: torch.Tensor, input_pos: int = 0, padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Final hidden states ``(B, T, d_model)`` of token ids ``idx`` ``(B, T)`` at positions
         ``input_pos..input_pos+T`` (after the last norm): what the LM head reads, and what a
-        downstream task pools into a sequence vector."""
+        downstream task pools into a sequence vector. ``padding_mask`` (True on real tokens)
+        hides right padding from every query, as in BERT; causal attention already keeps it
+        from the real tokens before it, so their states are the same with or without it."""
         T = idx.shape[1]
         if input_pos + T > self.config.block_size:
             raise ValueError(
@@ -145,7 +157,7 @@ class GPT(nn.Module):
         rope = self.rope(pos, x.dtype) if self.rope is not None else None
         x = self.drop(x)
         for block in self.blocks:
-            x = block(x, rope, input_pos)
+            x = block(x, rope, input_pos, padding_mask)
         return self.norm_f(x)
 
     def forward(

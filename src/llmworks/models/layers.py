@@ -162,7 +162,11 @@ class Attention(nn.Module):
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
         padding_mask: torch.Tensor | None = None,
         input_pos: int = 0,
-    ) -> torch.Tensor:
+        return_weights: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The attended ``(B, T, d_model)``; with ``return_weights`` also the attention
+        probabilities ``(B, n_head, T, S)`` (for heatmaps), computed as an explicit
+        ``softmax(q k^T / sqrt(head_dim)) v``: the fused SDPA kernels never materialise them."""
         B, T, _ = x.shape
         hd = self.head_dim
         q, k, v = self.qkv(x).split(
@@ -176,50 +180,43 @@ class Attention(nn.Module):
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
         mask = self._mask(T, k.shape[2], input_pos, padding_mask, x.device)
-        # a plain causal prefill lets SDPA pick its fastest causal kernel (no mask tensor)
-        is_causal = mask is None and self.causal and T > 1
-        y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=mask,
-            is_causal=is_causal,
-            dropout_p=self.dropout if self.training else 0.0,
-            enable_gqa=self.n_kv_head != self.n_head,
-        )
-        y = y.transpose(1, 2).reshape(B, T, self.n_head * hd)
-        return self.resid_dropout(self.proj(y))
+        dropout = self.dropout if self.training else 0.0
+        weights = None
+        if return_weights:
+            y, weights = self._explicit(q, k, v, mask, dropout)
+        else:
+            # a plain causal prefill lets SDPA pick its fastest causal kernel (no mask tensor)
+            y = F.scaled_dot_product_attention(
+                q,
+                k,
+                v,
+                attn_mask=mask,
+                is_causal=mask is None and self.causal and T > 1,
+                dropout_p=dropout,
+                enable_gqa=self.n_kv_head != self.n_head,
+            )
+        y = self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, self.n_head * hd)))
+        return (y, weights) if return_weights else y
 
-    def attention_weights(
+    def _explicit(
         self,
-        x: torch.Tensor,
-        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """The attention probabilities ``(B, n_head, T, T)`` that ``forward`` uses for ``x``
-        (no KV cache, positions from 0, no dropout), spelled out step by step.
-
-        ``F.scaled_dot_product_attention`` never materialises them (the fused kernels work
-        tile by tile), so heatmaps need this explicit ``softmax(q k^T / sqrt(head_dim))``.
-        """
-        B, T, _ = x.shape
-        hd = self.head_dim
-        q, k, _v = self.qkv(x).split(
-            [self.n_head * hd, self.n_kv_head * hd, self.n_kv_head * hd], dim=-1
-        )
-        q = q.view(B, T, self.n_head, hd).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, hd).transpose(1, 2)
-        if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
-        # GQA / MQA: query head h reads key head h // group
-        k = k.repeat_interleave(self.n_head // self.n_kv_head, dim=1)
-        scores = (q @ k.transpose(-2, -1)) / hd**0.5  # (B, n_head, T, T)
-        mask = self._mask(T, T, 0, padding_mask, x.device)
-        if mask is None and self.causal:  # where forward lets SDPA apply is_causal
-            mask = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None,
+        dropout: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """What SDPA computes, step by step, keeping the probabilities."""
+        T, S = q.shape[2], k.shape[2]
+        group = self.n_head // self.n_kv_head  # GQA / MQA: query head h reads key head h // group
+        k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        scores = (q @ k.transpose(-2, -1)) / self.head_dim**0.5
+        if mask is None and self.causal and T > 1:  # where SDPA would apply is_causal
+            mask = torch.ones(T, S, dtype=torch.bool, device=q.device).tril()
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1)
+        weights = scores.softmax(dim=-1)
+        return F.dropout(weights, dropout) @ v, weights
 
     def _mask(
         self,

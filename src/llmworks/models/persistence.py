@@ -4,7 +4,7 @@ loadable without Hydra or Lightning."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,8 @@ def load_model_dir(
     from safetensors.torch import load_model
 
     model_dir = Path(model_dir)
-    config = config_cls.from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+    saved = json.loads((model_dir / CONFIG_FILE).read_text())
+    config = config_cls(**{f.name: saved[f.name] for f in fields(config_cls)})
     model = model_cls(config)
     load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
     return model.eval()

@@ -19,18 +19,24 @@ still sees k negatives, as in gensim; only their draws are correlated inside a g
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from llmworks.models.persistence import load_model_dir, save_model_dir
+
 
 @dataclass
 class Word2VecConfig:
+    """The model's shape; the values live in ``conf/word2vec/*.yaml`` (``model``), the
+    vocabulary size comes from the corpus."""
+
     vocab_size: int
-    dim: int = 100
-    sg: bool = True  # skip-gram; False is CBOW (mean of the context vectors)
-    negative: int = 5
-    group: int = 16  # examples sharing one draw of negatives
+    dim: int
+    sg: bool  # skip-gram; False is CBOW (mean of the context vectors)
+    negative: int  # noise words per example
+    group: int  # examples sharing one draw of negatives
 
 
 def _rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -124,3 +130,26 @@ class Word2Vec(nn.Module):
         self.input[self.pad] = 0
         self.output[self.pad] = 0
         return loss
+
+    @torch.no_grad()
+    def loss(
+        self, inputs: torch.Tensor, outputs: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """Summed negative-sampling loss of a batch, without updating anything (validation):
+        ``negatives`` is (n, k), one draw per example."""
+        h = self.encode_inputs(inputs)
+        pos = (h * _rows(self.output, outputs)).sum(-1)
+        neg = torch.einsum("nd,nkd->nk", h, _rows(self.output, negatives))
+        logsig = nn.functional.logsigmoid
+        return -(logsig(pos) + logsig(-neg).sum(-1)).sum()
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``model.safetensors`` + ``config.json`` (both tables, padding row included)."""
+        return save_model_dir(self, self.config, out_dir)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, map_location: str = "cpu") -> Word2Vec:
+        """Load what ``save`` wrote; no Hydra, no Lightning needed."""
+        return load_model_dir(cls, Word2VecConfig, model_dir, map_location)

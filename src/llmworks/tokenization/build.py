@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers import trainers as tk_trainers
@@ -19,19 +19,18 @@ TYPES = ("bpe", "wordpiece", "unigram")
 
 @dataclass(frozen=True)
 class TokenizerSpec:
-    """What a tokenizer config says; the trainer reads nothing else."""
+    """What a tokenizer config says (``conf/tokenizer/*.yaml``); the trainer reads nothing else."""
 
     type: str
     vocab_size: int
-    min_frequency: int = 2
-    lowercase: bool = False
-    special_tokens: list[str] = field(
-        default_factory=lambda: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<|endoftext|>"]
-    )
-    unk_token: str = "[UNK]"
-    eot_token: str = "<|endoftext|>"
+    min_frequency: int
+    lowercase: bool
+    special_tokens: list[str]
+    unk_token: str
+    eot_token: str
     # WordPiece/unigram: most distinct characters kept as initial symbols.
-    limit_alphabet: int = 1000
+    limit_alphabet: int
+    bert_framing: bool  # encode as [CLS] ... [SEP] (the WordPiece tokenizer BERT reads)
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:

@@ -10,34 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
+from llmworks.config import typed
 from llmworks.corpus.prepare import load_corpus
 from llmworks.errors import LlmworksError
 from llmworks.io import write_json
+from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
 from llmworks.tracking import log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
-
-TOKENIZER_FILE = "tokenizer.json"
-STATS_FILE = "tokenizer_stats.json"
-
-
-def tokenizer_dir(cfg: DictConfig, name: str) -> Path:
-    return Path(cfg.paths.data) / "tokenizers" / name
-
-
-def tokenizer_path(cfg: DictConfig, name: str) -> Path:
-    return tokenizer_dir(cfg, name) / TOKENIZER_FILE
-
-
-def load_tokenizer(cfg: DictConfig, name: str) -> Tokenizer:
-    path = tokenizer_path(cfg, name)
-    if not path.is_file():
-        raise LlmworksError(f"{path} does not exist; run the tokenizer stage (dvc repro)")
-    return Tokenizer.from_file(str(path))
 
 
 def selected_tokenizers(cfg: DictConfig) -> list[str]:
@@ -54,15 +38,9 @@ def selected_tokenizers(cfg: DictConfig) -> list[str]:
     return wanted
 
 
-def spec_from_config(node: DictConfig) -> TokenizerSpec:
-    values = OmegaConf.to_container(node, resolve=True)
-    assert isinstance(values, dict)
-    fields = set(TokenizerSpec.__dataclass_fields__)
-    extra = {k for k in values if k not in fields and k not in {"bert_framing"}}
-    if extra:
-        raise LlmworksError(f"unknown tokenizer option(s) {sorted(extra)}; known: {sorted(fields)}")
-    values.pop("bert_framing", None)
-    return TokenizerSpec(**values)
+def spec_from_config(node: DictConfig, name: str) -> TokenizerSpec:
+    """The typed spec of ``tokenizers.<name>``."""
+    return typed(TokenizerSpec, node, f"tokenizers.{name}")
 
 
 def batch_iterator(split: datasets.Dataset, batch_size: int = 1000) -> Iterator[list[str]]:
@@ -71,7 +49,7 @@ def batch_iterator(split: datasets.Dataset, batch_size: int = 1000) -> Iterator[
         yield split[start : start + batch_size]["text"]
 
 
-def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset, bert_framing: bool = False):
+def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
     """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet."""
     tok, trainer = build_tokenizer(spec)
     try:
@@ -89,7 +67,7 @@ def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset, bert_framing: 
             f"vocab_size={spec.vocab_size} is smaller than the alphabet of the corpus plus "
             f"special tokens ({got} symbols are needed before any merge); raise vocab_size"
         )
-    if bert_framing:
+    if spec.bert_framing:
         add_bert_framing(tok)
     return tok
 
@@ -119,25 +97,25 @@ def tokenizer_stats(tok: Tokenizer, texts: datasets.Dataset, spec: TokenizerSpec
     }
 
 
-def run_tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+def tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Train the selected tokenizers, save ``tokenizer.json`` + stats for each."""
-    corpus = load_corpus(cfg)
+    paths = Paths.from_config(cfg)
+    corpus = load_corpus(paths)
     results = {}
     for name in selected_tokenizers(cfg):
-        node = cfg.tokenizers[name]
-        spec = spec_from_config(node)
+        spec = spec_from_config(cfg.tokenizers[name], name)
         start = time.perf_counter()
-        tok = train_tokenizer(spec, corpus["train"], bert_framing=bool(node.get("bert_framing")))
+        tok = train_tokenizer(spec, corpus["train"])
         seconds = time.perf_counter() - start
         stats = tokenizer_stats(tok, corpus["validation"], spec)
         stats["train_seconds"] = round(seconds, 3)
-        out = tokenizer_dir(cfg, name)
+        out = paths.tokenizer_dir(name)
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, suffix=".json", delete=False) as f:
             staged = Path(f.name)
         tok.save(str(staged))
-        staged.replace(out / TOKENIZER_FILE)
-        write_json(out / STATS_FILE, stats)
+        staged.replace(paths.tokenizer(name))
+        write_json(paths.tokenizer_stats(name), stats)
         with wandb_run(cfg, f"train_tokenizer-{name}") as run:
             log_metrics(run, stats, prefix=f"tokenizer/{name}/")
         log.info("tokenizer %s: %s", name, stats)

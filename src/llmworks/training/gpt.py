@@ -1,118 +1,173 @@
-"""Stage ``train_gpt``: token shards -> a trained GPT in ``models/gpt`` + ``metrics/gpt.json``.
+"""The GPT family: a causal LM trained on windows of the token shards.
 
-Reads ``gpt`` (``tokenizer``, ``model``, ``data``, ``optim``, ``train``), ``trainer``,
-``paths``, ``seed``, ``logger``, ``experiment_name``. Writes ``<paths.models>/gpt/``:
-``checkpoints/{last,best}.ckpt``, ``model.safetensors`` + ``config.json`` (final weights),
-``tokenizer.json`` (so the directory is self-contained), ``hf/`` (transformers export) and
-``csv/metrics.csv``; ``<paths.metrics>/gpt.json`` and ``gpt_{train,val}.csv`` for DVC plots.
+``CausalLM`` is the ``LightningModule`` (next-token loss, AdamW + warmup/cosine); ``GPT_FAMILY``
+tells the shared recipe how to build it, what to monitor and plot, how to export it
+(``transformers`` GPT-2 / Llama / Mixtral) and how the evaluate stage measures it.
+
+Per step it logs ``train_loss`` (and ``train_aux_loss`` for MoE); per validation ``val_loss``
+(nats/token), ``val_ppl``, ``val_bpb`` (bits per UTF-8 byte: independent of the tokenizer, so
+runs with different vocabularies compare) and ``val_aux_loss`` for MoE, every validation
+token counted once across batches and DDP ranks.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-from omegaconf import DictConfig, OmegaConf
+import torch
+from omegaconf import DictConfig
 
-from llmworks.data.encode import tokens_dir
+from llmworks.config import typed
 from llmworks.data.shards import open_shards
-from llmworks.data.windows import WindowDataModule
-from llmworks.errors import LlmworksError
-from llmworks.io import write_json
-from llmworks.models.gpt import GPTConfig
-from llmworks.tokenization.train import tokenizer_path
-from llmworks.training.lm import CausalLM
-from llmworks.training.trainer import fit, write_plots
+from llmworks.data.windows import WindowDataConfig, WindowDataModule
+from llmworks.models.gpt import GPT, GPTConfig
+from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
+from llmworks.training.optim import OptimConfig, configure_adamw
+from llmworks.training.recipe import Built, ExportUnsupported, Family, require_tokenizer
 
-log = logging.getLogger(__name__)
-
-
-def gpt_tokenizer(cfg: DictConfig) -> Path:
-    path = tokenizer_path(cfg, str(cfg.gpt.tokenizer))
-    if not path.is_file():
-        raise LlmworksError(
-            f"{path} not found; train it first (dvc repro train_tokenizer@{cfg.gpt.tokenizer})"
-        )
-    return path
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
-def model_config(cfg: DictConfig, vocab_size: int) -> GPTConfig:
-    fields = OmegaConf.to_container(cfg.gpt.model, resolve=True)
-    try:
-        return GPTConfig(vocab_size=vocab_size, **fields)
-    except (TypeError, ValueError) as exc:
-        raise LlmworksError(f"gpt.model: {exc}") from exc
+class NextTokenScores(TokenMeans):
+    """Mean next-token loss over windows, and what follows from it: perplexity, bits per
+    byte, and the MoE balance loss. Validation (``val_*``) and the test split (``test_*``)."""
+
+    def __init__(self, bytes_per_token: float | None, moe: bool):
+        super().__init__("loss", "aux_loss")
+        self.bytes_per_token, self.moe = bytes_per_token, moe
+
+    def update(self, model: GPT, batch: Batch) -> None:  # type: ignore[override]
+        x, y = batch
+        _, loss = model(x, y)
+        n = y.numel()
+        super().update(n, loss=loss * n, aux_loss=model.aux_loss() * n)
+
+    def results(self) -> dict[str, float]:
+        s = self.compute()
+        out = {"loss": s["loss"], "ppl": perplexity(s["loss"]), "tokens": int(s["count"])}
+        if self.bytes_per_token:
+            out["bpb"] = bits_per_byte(s["loss"], self.bytes_per_token)
+        if self.moe:
+            out["aux_loss"] = s["aux_loss"]
+        return out
 
 
-def train_gpt(cfg: DictConfig) -> dict[str, Any]:
+class CausalLM(ScoredModule):
+    def __init__(
+        self,
+        config: GPTConfig,
+        optim: OptimConfig,
+        bytes_per_token: float | None,
+        compile: bool,
+    ):
+        super().__init__()
+        self.save_hyperparameters({"model": asdict(config), "optim": asdict(optim)})
+        self.model = GPT(config)
+        self.optim = optim
+        self.compile_model = compile
+        # bytes per token of the validation split, for val_bpb
+        self.scores = NextTokenScores(bytes_per_token, moe=config.mlp == "moe")
+        self.flops_per_batch: float | None = None  # read by Lightning's ThroughputMonitor
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    def configure_model(self) -> None:
+        if self.compile_model and not getattr(self, "_compiled", False):
+            self.model.compile()  # in place: parameter names (and checkpoints) stay the same
+            self._compiled = True
+
+    def samples_in_batch(self, batch: Batch) -> int:
+        return batch[0].shape[0]
+
+    def tokens_in_batch(self, batch: Batch) -> int:
+        return batch[0].numel()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        _, loss = self.model(x, y)
+        self.flops_per_batch = self.model.flops_per_token() * x.numel()
+        self.log("train_loss", loss, prog_bar=True)
+        if self.config.mlp == "moe":
+            aux = self.model.aux_loss()
+            self.log("train_aux_loss", aux)
+            return loss + self.config.aux_loss_coef * aux
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_adamw(self.model, self.optim, self.trainer.max_steps, self.trainer)
+
+
+def build(cfg: DictConfig, paths: Paths) -> Built:
     g = cfg.gpt
-    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    tok_json = gpt_tokenizer(cfg)
-    shards_root = tokens_dir(cfg, str(g.tokenizer))
-    shards = open_shards(shards_root, tok_json)
-    mcfg = model_config(cfg, shards.vocab_size)
-    model_dir = Path(cfg.paths.models) / "gpt"
-    datamodule = WindowDataModule(
-        shards_root,
+    tok_json = require_tokenizer(paths, str(g.tokenizer))
+    shards = open_shards(paths.tokens(str(g.tokenizer)), tok_json)
+    config = typed(GPTConfig, g.model, "gpt.model", vocab_size=shards.vocab_size)
+    data = WindowDataModule(
+        shards.root,
         tok_json,
-        mcfg.block_size,
-        int(g.data.batch_size),
-        int(g.data.val_windows),
+        config.block_size,
+        typed(WindowDataConfig, g.data, "gpt.data"),
         int(cfg.seed),
-        int(g.data.num_workers),
     )
     module = CausalLM(
-        asdict(mcfg),
-        OmegaConf.to_container(g.optim, resolve=True),
-        bytes_per_token=shards.bytes_per_token.get("validation"),
-        compile=bool(g.train.compile),
+        config,
+        typed(OptimConfig, g.optim, "gpt.optim"),
+        shards.bytes_per_token.get("validation"),
+        bool(g.compile),
     )
-    result = fit(module, datamodule, cfg, train=g.train, model_dir=model_dir, job_type="train_gpt")
-    if not result.is_global_zero:
-        return {}
-    model = module.model
-    model.save(model_dir)
-    shutil.copyfile(tok_json, model_dir / "tokenizer.json")
-    if g.train.export_hf:
-        from llmworks.export.hf_gpt import export_hf, hf_architecture
+    return Built(module, data, data_id=shards.fingerprint, files={TOKENIZER_FILE: tok_json})
 
-        try:
-            hf_architecture(mcfg)
-            export_hf(model, tok_json, model_dir / "hf")
-        except LlmworksError as exc:
-            log.warning("skipping the Hugging Face export: %s", exc)
-    m = result.metrics
-    metrics = {
-        "val_loss": m.get("val_loss"),
-        "val_ppl": m.get("val_ppl"),
-        "val_bpb": m.get("val_bpb"),
-        "tokens_per_s": None if math.isnan(result.tokens_per_s) else result.tokens_per_s,
-        "train_loss": m.get("train_loss"),
-        "steps": int(result.trainer.global_step),
-        "params": model.num_params(),
-        "world_size": int(result.trainer.world_size),
-    }
-    if mcfg.mlp == "moe":
-        metrics["val_aux_loss"] = m.get("val_aux_loss")
-    metrics_dir = Path(cfg.paths.metrics)
-    write_json(metrics_dir / "gpt.json", metrics)
-    write_plots(
-        model_dir,
-        metrics_dir,
-        "gpt",
-        {
-            "train": {
-                "train_loss": "train_loss",
-                "lr": "lr-AdamW/pg1",
-                "tokens_per_s": "tokens_per_s",
-            },
-            "val": {"val_loss": "val_loss", "val_bpb": "val_bpb"},
-        },
+
+def export(built: Built, out: Path) -> None:
+    """``hf/``: the matching ``transformers`` architecture and a fast tokenizer."""
+    from llmworks.errors import LlmworksError
+    from llmworks.export.hf_gpt import export_hf, hf_architecture
+
+    model = built.module.model
+    try:
+        hf_architecture(model.config)
+    except LlmworksError as exc:
+        raise ExportUnsupported(str(exc)) from exc
+    export_hf(model, built.files[TOKENIZER_FILE], out / "hf")
+
+
+def evaluate(ev: Any) -> None:
+    """Test-split scores, samples from fixed prompts, attention maps and mean-pooled states."""
+    model, tok = ev.load(GPT, "gpt")
+    g = ev.cfg.gpt
+    data = WindowDataModule(
+        ev.paths.tokens(str(g.tokenizer)),
+        ev.paths.model("gpt") / TOKENIZER_FILE,
+        model.config.block_size,
+        typed(WindowDataConfig, g.data, "gpt.data"),
+        int(ev.cfg.seed),
     )
-    log.info("train_gpt: %s", {k: v for k, v in metrics.items() if v is not None})
-    return metrics
+    scores = NextTokenScores(data.bytes_per_token.get("test"), moe=model.config.mlp == "moe")
+    ev.test_scores("gpt", model, scores, data.test_dataloader())
+    ev.samples("gpt", model, tok)
+    ev.attention("gpt", model, tok, "GPT attention (causal)", max_len=model.config.block_size)
+    ev.embedder("gpt_mean", model, tok, max_len=model.config.block_size)
+
+
+GPT_FAMILY = Family(
+    name="gpt",
+    title="GPT (causal LM)",
+    build=build,
+    monitor="val_loss",
+    metrics=("val_loss", "val_ppl", "val_bpb", "val_aux_loss"),
+    plots={
+        "train": {
+            "train_loss": "train_loss",
+            "lr": "lr-AdamW/pg1",
+            "tokens_per_s_per_device": "train/device/items_per_sec",
+        },
+        "val": {"val_loss": "val_loss", "val_bpb": "val_bpb"},
+    },
+    export=export,
+    evaluate=evaluate,
+)

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """A family's ``optim`` section (``conf/<family>/*.yaml``)."""
+
+    lr: float
+    weight_decay: float
+    betas: tuple[float, float]
+    eps: float
+    warmup_steps: int
+    min_lr_ratio: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -33,7 +48,7 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     ]
 
 
-def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:
+def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float) -> float:
     """Learning-rate multiplier: linear from ~0 to 1 over ``warmup_steps``, then cosine down
     to ``min_lr_ratio`` at ``max_steps`` (and flat after)."""
     if step < warmup_steps:
@@ -57,22 +72,21 @@ def use_fused_adamw(on_cuda: bool, trainer: Any | None = None) -> bool:
 
 
 def configure_adamw(
-    module: nn.Module, optim: Mapping[str, Any], max_steps: int, trainer: Any | None = None
+    module: nn.Module, optim: OptimConfig, max_steps: int, trainer: Any | None = None
 ) -> dict[str, Any]:
-    """What a ``LightningModule.configure_optimizers`` returns, from an ``optim`` config:
-    ``lr, weight_decay, betas, eps, warmup_steps, min_lr_ratio`` (schedule stepped per step).
-    Pass the ``trainer`` so the fused kernel is only chosen where Lightning can use it."""
+    """What a ``LightningModule.configure_optimizers`` returns: AdamW over ``param_groups``
+    and the warmup + cosine schedule stepped every optimizer step. Pass the ``trainer`` so
+    the fused kernel is only chosen where Lightning can use it."""
     on_cuda = torch.cuda.is_available() and next(module.parameters()).is_cuda
-    fused = use_fused_adamw(on_cuda, trainer)
     opt = torch.optim.AdamW(
-        param_groups(module, float(optim.get("weight_decay", 0.1))),
-        lr=float(optim["lr"]),
-        betas=tuple(optim.get("betas", (0.9, 0.95))),
-        eps=float(optim.get("eps", 1e-8)),
-        fused=fused or None,
+        param_groups(module, optim.weight_decay),
+        lr=optim.lr,
+        betas=optim.betas,
+        eps=optim.eps,
+        fused=use_fused_adamw(on_cuda, trainer) or None,
     )
-    warmup, ratio = int(optim.get("warmup_steps", 0)), float(optim.get("min_lr_ratio", 0.1))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: warmup_cosine(step, warmup, max_steps, ratio)
+        opt,
+        lambda step: warmup_cosine(step, optim.warmup_steps, max_steps, optim.min_lr_ratio),
     )
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

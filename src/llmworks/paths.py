@@ -1,0 +1,103 @@
+"""Where every stage reads and writes: one place, so stages never import each other for paths.
+
+The roots come from ``paths`` in ``conf/config.yaml`` (relative to the working directory);
+``dvc.yaml`` names the same locations for the default roots.
+
+- ``data/``: ``corpus/dataset`` (+ ``corpus_stats.json``), ``tokenizers/<name>/tokenizer.json``
+  (+ ``tokenizer_stats.json``), ``tokens/<name>/`` (token shards);
+- ``models/<family>/``: a trained model's artifacts, each directory self-contained
+  (``model.safetensors`` + ``config.json``, its ``tokenizer.json``, exports);
+- ``runs/<family>/``: the state of a training run that a rerun after a crash resumes from
+  (``checkpoints/``, Lightning's CSV log, the W&B run id). Not a DVC output: DVC must not
+  delete it before a rerun, and optimizer state does not belong in the DVC cache;
+- ``metrics/``: ``<family>.json`` and ``<family>_{train,val}.csv`` of every training stage,
+  ``evaluation.json`` of the evaluate stage;
+- ``report/``: ``assets/`` (figures, samples, sections) and ``index.html``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class Paths:
+    data: Path
+    models: Path
+    runs: Path
+    metrics: Path
+    report: Path
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> Paths:
+        p = cfg.paths
+        return cls(*(Path(str(p[k])) for k in ("data", "models", "runs", "metrics", "report")))
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def corpus(self) -> Path:
+        return self.data / "corpus"
+
+    @property
+    def corpus_dataset(self) -> Path:
+        return self.corpus / "dataset"
+
+    @property
+    def corpus_stats(self) -> Path:
+        return self.corpus / "corpus_stats.json"
+
+    def tokenizer_dir(self, name: str) -> Path:
+        return self.data / "tokenizers" / name
+
+    def tokenizer(self, name: str) -> Path:
+        return self.tokenizer_dir(name) / TOKENIZER_FILE
+
+    def tokenizer_stats(self, name: str) -> Path:
+        return self.tokenizer_dir(name) / "tokenizer_stats.json"
+
+    def tokens(self, name: str) -> Path:
+        return self.data / "tokens" / name
+
+    # ------------------------------------------------------------------ models and runs
+
+    def model(self, family: str) -> Path:
+        return self.models / family
+
+    def run(self, family: str) -> Path:
+        return self.runs / family
+
+    # ------------------------------------------------------------------ metrics and report
+
+    def metrics_json(self, name: str) -> Path:
+        return self.metrics / f"{name}.json"
+
+    def plot_csv(self, name: str, series: str) -> Path:
+        return self.metrics / f"{name}_{series}.csv"
+
+    @property
+    def evaluation(self) -> Path:
+        return self.metrics_json("evaluation")
+
+    @property
+    def assets(self) -> Path:
+        return self.report / "assets"
+
+    @property
+    def report_sections(self) -> Path:
+        """What the evaluate stage recorded for the page: families, figures, sections."""
+        return self.assets / "report.json"
+
+    @property
+    def skipped(self) -> Path:
+        """The parts the evaluate stage could not evaluate, and why."""
+        return self.assets / "skipped.json"
+
+    @property
+    def report_index(self) -> Path:
+        return self.report / "index.html"

@@ -1,0 +1,170 @@
+"""The one training-stage recipe every model family runs (``train_<family>``), and the spec a
+family fills in to run it -- what torchtitan calls a ``TrainSpec``.
+
+seed -> paths -> the family builds its data and ``LightningModule`` -> the shared ``fit``
+(trainer, callbacks, loggers, checkpoints, resume) -> on rank 0: final weights, the
+tokenizer beside them and the family's exports, staged and moved into ``models/<family>/`` at
+once; ``metrics/<family>.json`` and the ``dvc plots`` CSVs, written atomically; the final
+numbers in W&B.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import statistics
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig
+
+from llmworks.errors import LlmworksError
+from llmworks.io import replace_dir, write_json
+from llmworks.paths import Paths
+from llmworks.tracking import finish_wandb
+from llmworks.training.fit import FitResult, fit
+from llmworks.training.logs import write_plots
+
+log = logging.getLogger(__name__)
+
+# what ThroughputMonitor logs on rank 0: tokens (the modules' ``tokens_in_batch``) per second
+# (a rolling window), and the running totals of tokens and seconds it divides
+TOKENS_PER_S_PER_DEVICE = "train/device/items_per_sec"
+TOKENS, SECONDS = "train/lengths", "train/time"
+
+
+class ExportUnsupported(LlmworksError):
+    """The trained architecture has no equivalent in the export format; the stage warns and
+    goes on without that export (the model itself is saved)."""
+
+
+@dataclass(frozen=True)
+class Built:
+    """What a family's builder hands the recipe."""
+
+    module: L.LightningModule  # holds the model as ``module.model`` (with ``save(dir)``)
+    data: L.LightningDataModule
+    data_id: str  # identifies the training data: part of the run's fingerprint
+    # files copied next to the weights (name: source), so the model directory is complete
+    files: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Everything the pipeline needs to know about one model family.
+
+    ``name`` is at once the config section (``cfg.<name>``), the stage (``train_<name>``), the
+    model directory (``models/<name>``) and the metrics file (``metrics/<name>.json``).
+    """
+
+    name: str
+    title: str  # the report's heading for it
+    build: Callable[[DictConfig, Paths], Built]
+    monitor: str  # validation metric, lower is better: picks best.ckpt
+    metrics: tuple[str, ...]  # final validation metrics kept in metrics/<name>.json
+    plots: Mapping[str, Mapping[str, str]]  # {"train": {column: logged name}, "val": {...}}
+    # writes the family's exports into the model directory (ExportUnsupported: skipped)
+    export: Callable[[Built, Path], None] | None = None
+    # the evaluate stage's part for this family (see llmworks.evaluation.run.Evaluation)
+    evaluate: Callable[[Any], None] | None = None
+
+
+def require_tokenizer(paths: Paths, name: str) -> Path:
+    """A trained tokenizer's ``tokenizer.json``, or the one message that says how to get it."""
+    path = paths.tokenizer(name)
+    if not path.is_file():
+        raise LlmworksError(f"{path} not found; train it first (dvc repro train_tokenizer@{name})")
+    return path
+
+
+def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
+    """The ``train_<family>`` stage. Returns the metrics written to ``metrics/<family>.json``
+    (on rank 0; the final validation metrics on other ranks)."""
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    paths = Paths.from_config(cfg)
+    built = family.build(cfg, paths)
+    result = fit(
+        cfg,
+        family.name,
+        built.module,
+        built.data,
+        paths.run(family.name),
+        family.monitor,
+        built.data_id,
+    )
+    try:
+        if not result.trainer.is_global_zero:
+            return result.metrics
+        metrics = final_metrics(family, result)
+        save_artifacts(family, built, paths.model(family.name), bool(cfg[family.name].export))
+        write_json(paths.metrics_json(family.name), metrics)
+        write_plots(
+            result.log,
+            {s: paths.plot_csv(family.name, s) for s in family.plots},
+            family.plots,
+        )
+        if result.wandb is not None:
+            result.wandb.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None})
+        result.run.mark_finished()
+    finally:
+        finish_wandb(result.wandb)
+    log.info("train_%s: %s", family.name, {k: v for k, v in metrics.items() if v is not None})
+    return metrics
+
+
+def final_metrics(family: Family, result: FitResult) -> dict[str, Any]:
+    """The family's final validation metrics and what every family reports besides. A
+    non-finite validation metric means training diverged: nothing is saved over the last
+    good model, and the checkpoints stay for inspection."""
+    m, trainer = result.metrics, result.trainer
+    kept = {k: m[k] for k in family.metrics if k in m}
+    bad = [k for k, v in kept.items() if not math.isfinite(v)]
+    if bad:
+        raise LlmworksError(
+            f"training diverged: {', '.join(f'{k}={kept[k]}' for k in bad)} after "
+            f"{trainer.global_step} steps; lower {family.name}.optim.lr or raise warmup"
+        )
+    logged = [result.log[s] for s in sorted(result.log)]
+    train_loss = [row["train_loss"] for row in logged if "train_loss" in row]
+    model = result.trainer.lightning_module.model
+    return kept | {
+        "train_loss": train_loss[-1] if train_loss else None,  # the last one logged
+        "tokens_per_s": tokens_per_s(logged, trainer.world_size),
+        "steps": int(trainer.global_step),
+        "params": sum(p.numel() for p in model.parameters()),
+        "world_size": int(trainer.world_size),
+    }
+
+
+def tokens_per_s(logged: list[Mapping[str, float]], world_size: int) -> float | None:
+    """Training tokens per second over all devices: the median of ThroughputMonitor's rolling
+    windows (steady state, not the warm-up), or for a run too short to fill one window the
+    running totals. Validation time is not counted."""
+    windows = [row[TOKENS_PER_S_PER_DEVICE] for row in logged if TOKENS_PER_S_PER_DEVICE in row]
+    if windows:
+        return statistics.median(windows) * world_size
+    totals = [row for row in logged if row.get(SECONDS)]
+    return totals[-1][TOKENS] / totals[-1][SECONDS] * world_size if totals else None
+
+
+def save_artifacts(family: Family, built: Built, out: Path, export: bool) -> Path:
+    """Final weights (``model.safetensors`` + ``config.json``), the tokenizer and the
+    family's exports, written to a scratch directory and moved into place at once."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        staged = Path(tmp) / out.name
+        built.module.model.cpu().eval().save(staged)
+        for name, source in built.files.items():
+            shutil.copyfile(source, staged / name)
+        if export and family.export is not None:
+            try:
+                family.export(built, staged)
+            except ExportUnsupported as exc:
+                log.warning("train_%s: skipping the export: %s", family.name, exc)
+        replace_dir(staged, out)
+    return out

@@ -1,0 +1,199 @@
+"""One recipe for every family: the registry, the Trainer / callbacks / loggers built from
+conf/ (any Trainer argument from the command line, a misspelled one refused), typed configs
+that fail loudly, and the same checkpoints and resume for every family."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch.callbacks import ThroughputMonitor
+
+from llmworks.config import compose_config
+from llmworks.families import FAMILIES
+from llmworks.training.recipe import training_stage
+
+from conftest import REPO, local_corpus_overrides, run_stage, stage_paths
+
+SMOKE = ["experiment=smoke", "logger=none"]
+FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A corpus, its three tokenizers and token shards, made by the real stages."""
+    from conftest import SAMPLE_PARAGRAPHS
+
+    root = tmp_path_factory.mktemp("recipe")
+    files = root / "corpus_files"
+    files.mkdir()
+    for f in range(4):
+        paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 6)]
+        (files / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    args = [*stage_paths(root), *local_corpus_overrides(files), "corpus.sample_by=document"]
+    for stage in ("prepare_corpus", "train_tokenizer", "encode"):
+        proc = run_stage(stage, *args, env=FAST)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+def overrides(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        *SMOKE,
+        f"paths.data={data / 'data'}",
+        f"paths.models={out / 'models'}",
+        f"paths.runs={out / 'runs'}",
+        f"paths.metrics={out / 'metrics'}",
+        f"hydra.run.dir={out / 'h'}",
+        "word2vec.min_count=1",
+        *extra,
+    ]
+
+
+# ----------------------------------------------------------------------------- the registry
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+def test_a_family_is_a_config_group_a_stage_and_an_entry_point(family) -> None:
+    name = family.name
+    assert (REPO / "conf" / name / "default.yaml").is_file()
+    script = (REPO / "pipelines" / f"train_{name}.py").read_text()
+    assert f"{name.upper()}_FAMILY" in script and "training_stage" in script
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][f"train_{name}"]
+    assert stage["outs"] == [f"models/{name}"]
+    assert list(stage["metrics"][0]) == [f"metrics/{name}.json"]
+    assert {next(iter(p)) for p in stage["plots"]} == {
+        f"metrics/{name}_{s}.csv" for s in family.plots
+    }
+    smoke = compose_config(["experiment=smoke"])[name]
+    assert smoke != compose_config([])[name], "experiment=smoke must shrink every family"
+
+
+def test_shared_code_has_no_family_branches() -> None:
+    """The evaluate stage, the report and the recipe iterate over the registry: no
+    ``isinstance(model, Bert)`` or ``if "gpt" in ...`` in the code every family shares."""
+    shared = [
+        *(REPO / "src/llmworks/evaluation").glob("*.py"),
+        *(REPO / f"src/llmworks/training/{m}.py" for m in ("recipe", "fit", "logs", "metrics")),
+    ]
+    names = "|".join(f.name for f in FAMILIES)
+    family_words = re.compile(rf"""\b(Bert|GPT|Word2Vec|CausalLM|MLMModule)\b|["']({names})["']""")
+    for path in shared:
+        found = family_words.findall(_code_without_docs(path))
+        assert not found, f"{path.name} names a family: {found}"
+
+
+def _code_without_docs(path: Path) -> str:
+    """The source with docstrings and comments blanked: they may name families."""
+    import ast
+    import io
+    import tokenize
+
+    source = path.read_text()
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        first = body[0] if isinstance(body, list) and body else None
+        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+            for i in range(first.lineno - 1, first.end_lineno):
+                lines[i] = ""
+    comments = [
+        t
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type == tokenize.COMMENT
+    ]
+    for t in comments:
+        row = t.start[0] - 1
+        lines[row] = lines[row][: t.start[1]]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def test_any_trainer_argument_and_callback_works_from_the_command_line(data, tmp_path) -> None:
+    proc = run_stage(
+        "train_gpt",
+        *overrides(data, tmp_path, "gpt.train.max_steps=30"),
+        "+trainer.profiler=simple",
+        "+trainer.deterministic=true",
+        "callbacks.lr_monitor=null",
+        "+callbacks.stop={_target_:lightning.pytorch.callbacks.EarlyStopping,patience:0,min_delta:100}",
+        env=FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "FIT Profiler Report" in proc.stdout + proc.stderr  # the profiler ran
+    metrics = json.loads((tmp_path / "metrics" / "gpt.json").read_text())
+    # early stopping on the family's metric (filled in): no gain of 100 at the second
+    # validation (step 10 of 30) ends it
+    assert metrics["steps"] == 10
+    train = (tmp_path / "metrics" / "gpt_train.csv").read_text().splitlines()
+    assert all(row.split(",")[2] == "" for row in train[1:])  # no learning-rate monitor
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("+trainer.max_stepz=3", "trainer: TypeError: .*unexpected keyword argument 'max_stepz'"),
+        ("+trainer.max_steps=3", r"\['max_steps'\] set both in trainer and in the model's train"),
+        ("+gpt.model.heads=3", r"gpt.model: unknown key\(s\) \['heads'\]"),
+        ("gpt.model.n_head=3", "gpt.model: need n_head | d_model"),
+        ("+callbacks.x={_target_:no.such.Callback}", "callbacks.x: .*no.such"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(data, tmp_path, override: str, message: str) -> None:
+    proc = run_stage("train_gpt", *overrides(data, tmp_path), override, env=FAST)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert re.search(message, proc.stderr) and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any training
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+class Crash(RuntimeError):
+    pass
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+def test_every_family_resumes_after_a_crash(family, data, tmp_path, monkeypatch) -> None:
+    """Crash after the first checkpoint, rerun: the run resumes there (same W&B run id, the
+    step count goes on, the curve keeps its first steps) and ends where an uninterrupted run
+    ends -- exactly for GPT and Word2Vec, whose data order and noise draws are seeded per
+    step; BERT's dynamic masks come from the global RNG, so it only trains on."""
+    extra = {"word2vec": ["word2vec.train.max_epochs=3"], "bert": [], "gpt": []}[family.name]
+
+    def run(out: Path):
+        return training_stage(family, compose_config(overrides(data, out, *extra)))
+
+    straight = run(tmp_path / "straight")
+    original = ThroughputMonitor.on_train_batch_end
+    crash_at = straight["steps"] - 1
+
+    def crash(self, trainer, *args):
+        original(self, trainer, *args)
+        if trainer.global_step == crash_at:
+            raise Crash(f"simulated crash at step {crash_at}")
+
+    monkeypatch.setattr(ThroughputMonitor, "on_train_batch_end", crash)
+    with pytest.raises(Crash):
+        run(tmp_path / "crashed")
+    last = tmp_path / "crashed" / "runs" / family.name / "checkpoints" / "last.ckpt"
+    stamp = torch.load(last, weights_only=True)["llmworks"]
+    assert not (tmp_path / "crashed" / "metrics" / f"{family.name}.json").exists()
+    monkeypatch.setattr(ThroughputMonitor, "on_train_batch_end", original)
+
+    resumed = run(tmp_path / "crashed")
+    after = torch.load(last, weights_only=True)["llmworks"]
+    assert resumed["steps"] == straight["steps"]
+    assert after["session"] == stamp["session"] + 1 and after["wandb_id"] == stamp["wandb_id"]
+    curve = (tmp_path / "crashed" / "metrics" / f"{family.name}_train.csv").read_text()
+    steps = [int(r.split(",")[0]) for r in curve.splitlines()[1:]]
+    assert steps[0] == 0 and steps == sorted(set(steps))  # from the first step, none twice
+    if family.name != "bert":
+        assert resumed[family.monitor] == pytest.approx(straight[family.monitor], abs=1e-5)
