@@ -60,6 +60,7 @@ def real_batches(data_dir: Path, batch_size: int, seq_len: int, n: int) -> tuple
         data_dir / "tokens" / "wordpiece",
         data_dir / "tokenizers" / "wordpiece" / "tokenizer.json",
         cfg,
+        seed=0,
     )
     torch.manual_seed(0)
     loader = iter(data.train_dataloader())

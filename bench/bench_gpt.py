@@ -96,7 +96,11 @@ def fit_like_the_stage(
     )
     logger = CSVLogger(str(root), name="csv", version="0")
     trainer = build_trainer(
-        cfg, schedule, build_callbacks(cfg, "val_loss", run, module) + callbacks, [logger], root
+        cfg,
+        schedule,
+        build_callbacks(cfg, "gpt", "val_loss", run, module) + callbacks,
+        [logger],
+        root,
     )
     trainer.fit(module, train_dataloaders=loader)
     return Path(logger.log_dir) / "metrics.csv"

@@ -55,6 +55,55 @@ def run_stage(
     )
 
 
+# Top-level entries of the repository that are outputs or local state, not the project.
+_SKIP_TOP = {".git", ".venv", "data", "models", "runs", "metrics", "report", "wandb", "outputs",
+             "multirun", "dvc.lock"}  # fmt: skip
+_SKIP_ANY = {".pytest_cache", ".ruff_cache", "__pycache__", "tmp"}
+
+
+def _ignore(directory: str, names: list[str]) -> list[str]:
+    top = Path(directory) == REPO
+    return [n for n in names if n in _SKIP_ANY or (top and n in _SKIP_TOP)]
+
+
+def sh(
+    *cmd: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 900,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess:
+    """Run a command (dvc, git) offline in ``cwd``; with ``check``, fail with its output."""
+    env = {**os.environ, **OFFLINE_ENV, **(env or {})}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, (
+            f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+def copy_repo(root: Path) -> Path:
+    """A throwaway git clone of the project as it is in the working tree (no outputs)."""
+    import shutil
+
+    shutil.copytree(REPO, root, ignore=_ignore)
+    sh("git", "init", "-q", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh(
+        "git",
+        "-c",
+        "user.email=ci@llmworks",
+        "-c",
+        "user.name=ci",
+        "commit",
+        "-qm",
+        "copy",
+        cwd=root,
+    )
+    return root
+
+
 def stage_paths(root: Path) -> list[str]:
     """Overrides that send every artifact of a direct run under ``root``."""
     return [
@@ -107,7 +156,6 @@ def local_corpus_overrides(files: Path | str, vocab: int = 400) -> list[str]:
         f"tokenizers.bpe.vocab_size={max(vocab, 300)}",
         f"tokenizers.wordpiece.vocab_size={vocab}",
         f"tokenizers.unigram.vocab_size={vocab}",
-        "encode.num_proc=1",
     ]
 
 

@@ -42,13 +42,40 @@ def bert_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tok = train_tokenizer(spec, corpus["train"])
     tok_json = root / "tokenizer.json"
     tok.save(str(tok_json))
-    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token, num_proc=1, batch_size=100)
+    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token, batch_size=100)
     return tok_json, root / "tokens"
 
 
 def data_config(**overrides):
     base = dict(max_seq_len=32, batch_size=8, max_val_batches=None)
     return mlm_data_config(**(base | overrides))
+
+
+def epochs(data: MLMData, n: int, start: int = 0) -> list[dict]:
+    """The training batches of epochs ``start`` to ``start + n - 1``, as Lightning draws them
+    (it sets the sampler's epoch before each pass)."""
+    loader = data.train_dataloader()
+    batches = []
+    for epoch in range(start, start + n):
+        loader.sampler.set_epoch(epoch)
+        batches += list(loader)
+    return batches
+
+
+def test_training_order_and_masks_are_seeded_per_epoch_and_resumable(bert_shards) -> None:
+    """Dynamic masking without the global random stream: each epoch masks anew, the same
+    seed and epoch mask alike, and a run resumed mid-epoch gets the batches it would have."""
+    tok_json, shards_dir = bert_shards
+    data = MLMData(shards_dir, tok_json, data_config(batch_size=4), seed=5)
+    first, second = epochs(data, 1), epochs(data, 1, start=1)
+    assert not torch.equal(first[0]["labels"], second[0]["labels"][: len(first[0]["labels"])])
+    again = epochs(MLMData(shards_dir, tok_json, data_config(batch_size=4), seed=5), 1)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first, again, strict=True) for k in a)
+    loader = data.train_dataloader()
+    loader.sampler.set_epoch(0)
+    loader.sampler.start = 2 * 4  # two batches of this epoch were trained before the crash
+    resumed = list(loader)
+    assert all(torch.equal(a[k], b[k]) for a, b in zip(first[2:], resumed, strict=True) for k in a)
 
 
 @pytest.mark.parametrize("packing", ["docs", "windows"])
@@ -76,12 +103,10 @@ def test_sequences_frame_documents_and_keep_every_token(bert_shards, packing: st
 
 def test_masking_statistics_follow_80_10_10_and_spare_special_tokens(bert_shards) -> None:
     tok_json, shards_dir = bert_shards
-    data = MLMData(shards_dir, tok_json, data_config(batch_size=16))
-    collator = data.train_collator
-    special = collator.special
-    torch.manual_seed(0)
+    data = MLMData(shards_dir, tok_json, data_config(batch_size=16), seed=0)
+    special = data.train_dataloader().collate_fn.special
     n_maskable = n_selected = n_mask = n_random = n_same = 0
-    batches = [b for _ in range(8) for b in data.train_dataloader()]  # 8 epochs, fresh masks
+    batches = epochs(data, 8)  # fresh masks every epoch
     for batch in batches:
         ids, labels = batch["input_ids"], batch["labels"]
         selected = labels != IGNORE_INDEX
@@ -119,15 +144,15 @@ def test_mask_rate_is_configurable() -> None:
 def test_whole_word_masking_masks_all_pieces_of_a_word(bert_shards) -> None:
     tok_json, shards_dir = bert_shards
     tok = Tokenizer.from_file(str(tok_json))
-    data = MLMData(shards_dir, tok_json, data_config(whole_word=True, batch_size=16))
-    cont = data.train_collator.continuation
-    torch.manual_seed(0)
+    data = MLMData(shards_dir, tok_json, data_config(whole_word=True, batch_size=16), seed=0)
+    collator = data.train_dataloader().collate_fn
+    cont = collator.continuation
     words_split = n_selected = n_maskable = 0
-    for batch in [b for _ in range(4) for b in data.train_dataloader()]:
+    for batch in epochs(data, 4):
         labels = batch["labels"]
         selected = labels != IGNORE_INDEX
         source = torch.where(selected, labels, batch["input_ids"])
-        maskable = ~data.train_collator.special[source]
+        maskable = ~collator.special[source]
         prev_maskable = torch.nn.functional.pad(maskable[:, :-1], (1, 0))
         # a ## piece is selected exactly when the piece before it is (unless a window cut
         # the word, leaving the piece right after [CLS])
@@ -136,7 +161,7 @@ def test_whole_word_masking_masks_all_pieces_of_a_word(bert_shards) -> None:
         assert (selected[is_cont] == prev_selected[is_cont]).all()
         words_split += int((selected & torch.roll(is_cont, -1, 1)).sum())
         n_selected += int(selected.sum())
-        n_maskable += int((~data.train_collator.special[source]).sum())
+        n_maskable += int((~collator.special[source]).sum())
     assert words_split > 0, "the corpus should hold multi-piece words"
     assert n_selected / n_maskable == pytest.approx(0.15, abs=0.03)
     assert any(t.startswith("##") for t in tok.get_vocab())
@@ -144,19 +169,25 @@ def test_whole_word_masking_masks_all_pieces_of_a_word(bert_shards) -> None:
 
 def test_validation_masks_are_seeded_per_sequence(bert_shards) -> None:
     tok_json, shards_dir = bert_shards
-    first = list(MLMData(shards_dir, tok_json, data_config(batch_size=4)).val_dataloader())
-    again = list(MLMData(shards_dir, tok_json, data_config(batch_size=4)).val_dataloader())
+    first = list(MLMData(shards_dir, tok_json, data_config(batch_size=4), seed=0).val_dataloader())
+    again = list(MLMData(shards_dir, tok_json, data_config(batch_size=4), seed=0).val_dataloader())
     for a, b in zip(first, again, strict=True):
         assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["labels"], b["labels"])
     # the same sequence gets the same mask whatever the batch size
-    bigger = next(iter(MLMData(shards_dir, tok_json, data_config(batch_size=8)).val_dataloader()))
+    bigger = next(
+        iter(MLMData(shards_dir, tok_json, data_config(batch_size=8), seed=0).val_dataloader())
+    )
     T = first[0]["labels"].shape[1]
     assert torch.equal(bigger["labels"][:4, :T], first[0]["labels"])
     other_seed = next(
-        iter(MLMData(shards_dir, tok_json, data_config(batch_size=4, val_seed=7)).val_dataloader())
+        iter(
+            MLMData(
+                shards_dir, tok_json, data_config(batch_size=4, val_seed=7), seed=0
+            ).val_dataloader()
+        )
     )
     assert not torch.equal(other_seed["labels"], first[0]["labels"])
-    limited = MLMData(shards_dir, tok_json, data_config(batch_size=4, max_val_batches=1))
+    limited = MLMData(shards_dir, tok_json, data_config(batch_size=4, max_val_batches=1), seed=0)
     assert len(list(limited.val_dataloader())) == 1
 
 
@@ -164,7 +195,7 @@ def test_validation_under_ddp_counts_every_sequence_once(bert_shards) -> None:
     from types import SimpleNamespace
 
     tok_json, shards_dir = bert_shards
-    data = MLMData(shards_dir, tok_json, data_config(batch_size=5, max_val_batches=3))
+    data = MLMData(shards_dir, tok_json, data_config(batch_size=5, max_val_batches=3), seed=0)
     data.trainer = SimpleNamespace(world_size=2)  # what Lightning attaches under 2-process DDP
     padded = data.val_dataloader().dataset
     assert len(padded) == 16  # 15 sequences + one that holds no maskable token
@@ -180,6 +211,6 @@ def test_a_tokenizer_without_bert_tokens_is_refused(bert_shards, tmp_path: Path)
     bare = Tokenizer(models.WordLevel({"a": 0, "[UNK]": 1}, unk_token="[UNK]"))
     bare.save(str(tmp_path / "tokenizer.json"))
     with pytest.raises(LlmworksError):
-        MLMData(shards_dir, tmp_path / "tokenizer.json", data_config())
+        MLMData(shards_dir, tmp_path / "tokenizer.json", data_config(), seed=0)
     with pytest.raises(LlmworksError, match="packing"):
-        MLMData(shards_dir, tok_json, data_config(packing="bogus")).sequences("train")
+        MLMData(shards_dir, tok_json, data_config(packing="bogus"), seed=0).sequences("train")

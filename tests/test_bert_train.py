@@ -193,7 +193,7 @@ def test_ddp_cpu_validation_metrics_cover_every_sequence_once(
     ]
     cfg = compose_config(overrides(data_root, tmp_path, *odd)).bert
     data_cfg = typed(MLMDataConfig, cfg.data, "bert.data")
-    data = MLMData(data_root / "tokens" / "wordpiece", model_dir / "tokenizer.json", data_cfg)
+    data = MLMData(data_root / "tokens" / "wordpiece", model_dir / "tokenizer.json", data_cfg, 0)
     model = Bert.load(model_dir)
     loss_sum = correct = count = 0.0
     with torch.no_grad():

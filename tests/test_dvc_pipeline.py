@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,63 +14,31 @@ import yaml
 
 from llmworks.tracking import offline_runs, read_offline_run
 
-from conftest import OFFLINE_ENV, REPO
+from conftest import copy_repo, sh
 
 pytestmark = pytest.mark.slow
-
-# Top-level entries that are outputs or local state, not part of the project.
-_SKIP_TOP = {
-    ".git",
-    ".venv",
-    "data",
-    "models",
-    "runs",
-    "metrics",
-    "report",
-    "wandb",
-    "outputs",
-    "multirun",
-    "dvc.lock",
-}
-_SKIP_ANY = {".pytest_cache", ".ruff_cache", "__pycache__", "tmp"}
-
-
-def _ignore(directory: str, names: list[str]) -> list[str]:
-    top = Path(directory) == REPO
-    return [n for n in names if n in _SKIP_ANY or (top and n in _SKIP_TOP)]
-
-
-def _sh(
-    *cmd: str, cwd: Path, check: bool = True, timeout: float = 900
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, **OFFLINE_ENV}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert result.returncode == 0, (
-            f"{' '.join(cmd)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-        )
-    return result
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("repo") / "llmworks"
-    shutil.copytree(REPO, root, ignore=_ignore)
-    for cmd in (
-        ("git", "init", "-q"),
-        ("git", "add", "-A"),
-        ("git", "-c", "user.email=ci@llmworks", "-c", "user.name=ci", "commit", "-qm", "copy"),
-    ):
-        _sh(*cmd, cwd=root)
-    return root
+    return copy_repo(tmp_path_factory.mktemp("repo") / "llmworks")
 
 
 def _exp_show(repo: Path) -> list[dict]:
-    return json.loads(_sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
+    return json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
+
+
+# secrets a user may have in the environment: none may end up in anything the pipeline writes
+SECRETS = {
+    "WANDB_API_KEY": "wandbsecret" + "7" * 29,
+    "HF_TOKEN": "hf_secretTokenValue123456789",
+    "AWS_SECRET_ACCESS_KEY": "awsSecretKeyValue/abcdefghijklmnop",
+    "GITHUB_TOKEN": "ghp_secretGithubTokenValue0123456789",
+}
 
 
 def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
-    _sh("dvc", "exp", "run", "-n", "smoke-e2e", "-S", "experiment=smoke", cwd=repo)
+    sh("dvc", "exp", "run", "-n", "smoke-e2e", "-S", "experiment=smoke", cwd=repo, env=SECRETS)
     stats = json.loads((repo / "data" / "corpus" / "corpus_stats.json").read_text())
     assert stats["total"]["documents"] == 24  # experiment=smoke's corpus.max_documents
     for name in ("bpe", "wordpiece", "unigram"):
@@ -103,9 +68,9 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
     _check_evaluation_and_report(repo)
 
     # dvc repro uses params.yaml as it is (the smoke values now): nothing to redo.
-    status = json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout)
+    status = json.loads(sh("dvc", "status", "--json", cwd=repo).stdout)
     assert status == {}
-    repro = _sh("dvc", "repro", cwd=repo)
+    repro = sh("dvc", "repro", cwd=repo)
     assert "didn't change, skipping" in repro.stdout
 
     # A knob of one tokenizer invalidates that tokenizer alone (its shards follow from it).
@@ -113,14 +78,14 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
     changed_params = yaml.safe_load(params)
     changed_params["tokenizers"]["unigram"]["vocab_size"] = 601
     (repo / "params.yaml").write_text(yaml.safe_dump(changed_params, sort_keys=False))
-    changed = set(json.loads(_sh("dvc", "status", "--json", cwd=repo).stdout))
+    changed = set(json.loads(sh("dvc", "status", "--json", cwd=repo).stdout))
     # (evaluate reads every tokenizer's settings too)
     assert changed == {"train_tokenizer@unigram", "evaluate"}
     (repo / "params.yaml").write_text(params)
 
 
 def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corpus: Path) -> None:
-    _sh(
+    sh(
         "dvc",
         "exp",
         "run",
@@ -153,6 +118,31 @@ def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corp
     assert "local-e2e" in shown
 
 
+def test_no_secret_from_the_environment_is_in_any_file_the_pipeline_wrote(repo: Path) -> None:
+    """After the smoke experiment ran with fake secrets in its environment: params, logs,
+    W&B runs and config, the DVC lock, metrics, checkpoints, models and their exports."""
+    written = [
+        p
+        for top in (
+            "data",
+            "models",
+            "runs",
+            "metrics",
+            "report",
+            "wandb",
+            "dvc.lock",
+            "params.yaml",
+        )
+        for p in ([repo / top] if (repo / top).is_file() else sorted((repo / top).rglob("*")))
+        if p.is_file()
+    ]
+    assert len(written) > 50 and any(p.suffix == ".wandb" for p in written)
+    for path in written:
+        data = path.read_bytes()
+        for name, secret in SECRETS.items():
+            assert secret.encode() not in data, f"{name} found in {path.relative_to(repo)}"
+
+
 def _check_evaluation_and_report(repo: Path) -> None:
     """Every model is measured on the test split, the report links only files that exist,
     and the evaluate run is in W&B under the experiment's name."""
@@ -168,11 +158,11 @@ def _check_evaluation_and_report(repo: Path) -> None:
         "gpt_mean",
         "chance",
     }
-    shown = json.loads(_sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
+    shown = json.loads(sh("dvc", "metrics", "show", "--json", cwd=repo).stdout)
     assert "representations" in json.dumps(shown) and "test_bpb" in json.dumps(shown)
 
     # dvc plots show: the training curves of all three models, on a page that needs no CDN
-    _sh("dvc", "plots", "show", "-o", "plots_out", cwd=repo)
+    sh("dvc", "plots", "show", "-o", "plots_out", cwd=repo)
     page = (repo / "plots_out" / "index.html").read_text(encoding="utf-8")
     assert "<script src" not in page and "cdn.jsdelivr" not in page
     embedded = set(re.findall(r"vegaEmbed\('#(\w+)'", page))

@@ -80,7 +80,6 @@ def _overrides(root: Path, corpus: Path) -> list[str]:
         "tokenizers.bpe.vocab_size=300",
         "tokenizers.wordpiece.vocab_size=200",
         "tokenizers.unigram.vocab_size=200",
-        "encode.num_proc=1",
         "experiment_name=evaltest",
     ]
 

@@ -2,8 +2,9 @@
 
 One run per stage per experiment: ``group`` is the experiment (``DVC_EXP_NAME`` when DVC
 runs it, else ``experiment_name``), ``job_type`` the stage, and the config is the full
-resolved one. Offline unless told otherwise; a failure to start W&B logs a warning and the
-stage goes on without it.
+resolved one. Offline unless told otherwise; online that cannot start falls back to offline
+within ``logger.init_timeout`` seconds, and a W&B that cannot start at all logs a warning
+while the stage goes on without it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,87 +35,113 @@ def enabled(cfg: DictConfig) -> bool:
     return str(cfg.logger.mode) != "disabled"
 
 
-def _mode(cfg: DictConfig) -> str:
-    return os.environ.get("WANDB_MODE") or str(cfg.logger.mode)
-
-
-def _run_kwargs(cfg: DictConfig, job_type: str) -> dict[str, Any]:
-    """What every stage's run shares: the W&B settings of ``conf/logger`` and the run's place
-    in the experiment."""
+def _init_kwargs(cfg: DictConfig, job_type: str, run_id: str | None) -> dict[str, Any]:
+    """``wandb.init`` arguments: the settings of ``conf/logger`` and the run's place in the
+    experiment. ``WANDB_MODE`` in the environment wins over ``logger.mode``."""
     import wandb
 
-    Path(str(cfg.logger.dir)).mkdir(parents=True, exist_ok=True)
+    log_cfg = cfg.logger
+    Path(str(log_cfg.dir)).mkdir(parents=True, exist_ok=True)
     group = experiment_group(cfg)
     return dict(
+        project=str(log_cfg.project),
+        entity=log_cfg.entity,
+        tags=list(log_cfg.tags),
+        dir=str(log_cfg.dir),
+        mode=os.environ.get("WANDB_MODE") or str(log_cfg.mode),
         group=group,
         job_type=job_type,
         name=f"{group}-{job_type}",
-        mode=_mode(cfg),
+        id=run_id,
+        resume="allow" if run_id else None,
         config=resolved_config(cfg),
-        # a short summary at the end instead of the per-metric sparkline table
-        settings=wandb.Settings(quiet=True),
+        reinit="finish_previous",
+        # a short summary at the end instead of the per-metric sparkline table; give up on
+        # an unreachable server after init_timeout seconds instead of W&B's 90
+        settings=wandb.Settings(quiet=True, init_timeout=float(log_cfg.init_timeout)),
     )
 
 
-def wandb_logger(cfg: DictConfig, job_type: str, run_id: str | None = None):
-    """The Lightning logger of ``conf/logger`` (``_target_``) for a training stage, or None
-    when W&B is disabled or cannot start. ``run_id`` continues that run (a resumed training
-    run stays one W&B run). Lightning creates the run on rank 0 only, so DDP gives one run."""
+def start_run(cfg: DictConfig, job_type: str, run_id: str | None = None) -> Any | None:
+    """A W&B run for a stage, or None when W&B is disabled or cannot start at all.
+
+    Online without an API key, or with a server it cannot reach within
+    ``logger.init_timeout`` seconds, it logs offline instead (``wandb sync`` uploads later):
+    the metrics are kept, and the stage never waits long nor stops because of logging.
+    ``run_id`` continues that run (a training stage resumed after a crash)."""
     if not enabled(cfg):
+        return None
+    try:
+        import wandb
+
+        kwargs = _init_kwargs(cfg, job_type, run_id)
+    except Exception as exc:  # logging must never stop a stage
+        log.warning("W&B unavailable, continuing without it: %s", exc)
+        return None
+    try:
+        return wandb.init(**kwargs)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+        if kwargs["mode"] != "online":
+            log.warning("W&B unavailable, continuing without it: %s", reason)
+            return None
+        log.warning(
+            "W&B online failed (%s); logging offline to %s/wandb instead "
+            "(upload later with `wandb sync`)",
+            reason,
+            kwargs["dir"],
+        )
+    try:
+        wandb.teardown()  # the failed attempt still holds the run id
+        return wandb.init(**(kwargs | {"mode": "offline"}))
+    except Exception as exc:
+        log.warning("W&B unavailable, continuing without it: %s", exc)
+        return None
+
+
+def wandb_logger(cfg: DictConfig, job_type: str, run_id: str | None = None):
+    """The Lightning logger of ``conf/logger`` (``_target_``) around a run started by
+    ``start_run``, or None. Call it on rank 0 only: DDP then gives one run."""
+    run = start_run(cfg, job_type, run_id)
+    if run is None:
         return None
     try:
         from hydra.utils import get_class
 
-        # instantiate() itself takes `config` (W&B's run config here): call the class
-        settings = OmegaConf.to_container(cfg.logger, resolve=True)
-        logger_cls = get_class(settings.pop("_target_"))
-        settings |= {"save_dir": settings["dir"], "id": run_id} | _run_kwargs(cfg, job_type)
-        return logger_cls(**settings)
+        logger_cls = get_class(str(cfg.logger._target_))
+        return logger_cls(
+            experiment=run, save_dir=str(cfg.logger.dir), log_model=cfg.logger.log_model
+        )
     except Exception as exc:  # logging must never stop training
-        warnings.warn(f"W&B logger unavailable, continuing without it: {exc}", stacklevel=2)
+        log.warning("W&B logger unavailable, continuing without it: %s", exc)
+        finish_wandb(run)
         return None
 
 
-def finish_wandb(logger: Any | None) -> None:
-    """End a training stage's W&B run, so the next stage or multirun job starts its own."""
-    if logger is None:
+def finish_wandb(logger_or_run: Any | None) -> None:
+    """End a stage's W&B run, so the next stage or multirun job starts its own."""
+    if logger_or_run is None:
         return
     try:
         import wandb
 
         wandb.finish()
-    except Exception as exc:  # logging must never stop training
+    except Exception as exc:  # logging must never stop a stage
         log.warning("wandb.finish failed: %s", exc)
 
 
 @contextmanager
 def wandb_run(cfg: DictConfig, job_type: str) -> Iterator[Any]:
-    """A W&B run for a stage that is not a Lightning fit (corpus, tokenizer, evaluation),
-    with the settings of ``conf/logger``.
+    """A W&B run for a stage that is not a Lightning fit (corpus, tokenizer, evaluation).
 
     Yields the run, or ``None`` when W&B is disabled or failed to start; always finishes the
     run so that multirun jobs do not share one.
     """
-    run = None
-    if enabled(cfg):
-        try:
-            import wandb
-
-            settings = OmegaConf.to_container(cfg.logger, resolve=True)
-            for key in ("_target_", "log_model", "mode"):
-                settings.pop(key, None)
-            run = wandb.init(reinit="finish_previous", **settings, **_run_kwargs(cfg, job_type))
-        except Exception as exc:
-            warnings.warn(f"W&B unavailable, continuing without it: {exc}", stacklevel=2)
-            run = None
+    run = start_run(cfg, job_type)
     try:
         yield run
     finally:
-        if run is not None:
-            try:
-                run.finish()
-            except Exception as exc:
-                log.warning("W&B finish failed: %s", exc)
+        finish_wandb(run)
 
 
 def log_metrics(run: Any, metrics: dict[str, Any], prefix: str = "") -> None:

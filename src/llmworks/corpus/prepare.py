@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ from omegaconf import DictConfig
 from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize_text
 from llmworks.corpus.sources import describe, load_documents
 from llmworks.errors import LlmworksError
-from llmworks.io import replace_dir, write_json
+from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tracking import log_metrics, wandb_run
 
@@ -41,22 +40,18 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
     failure leaves the previous corpus untouched.
     """
     corpus = cfg.corpus
-    fractions = corpus.split
-    if not (0 <= fractions.validation < 1 and 0 <= fractions.test < 1) or (
-        fractions.validation + fractions.test >= 1
-    ):
-        raise LlmworksError("corpus.split.validation + corpus.split.test must be in [0, 1)")
+    fractions = split_fractions(corpus)
     paths = Paths.from_config(cfg)
     out = paths.corpus
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".corpus-", dir=out) as tmp:
+    with scratch_dir(out, "corpus") as tmp:
         raw = load_documents(corpus, Path(tmp) / "load")
         log.info("loaded %d raw documents from %s", len(raw), corpus.name)
         docs = raw.map(
             _normalize_batch,
             batched=True,
             desc="normalize",
-            fn_kwargs={"val": fractions.validation, "test": fractions.test},
+            fn_kwargs={"val": fractions["validation"], "test": fractions["test"]},
         )
         docs = _drop_empty_and_duplicates(docs)
         if corpus.max_documents:
@@ -90,6 +85,31 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
         log_metrics(run, _flat(stats), prefix="corpus/")
     log.info("corpus: %s", json.dumps({s: stats[s] for s in SPLITS}))
     return stats
+
+
+def split_fractions(corpus: DictConfig) -> dict[str, float]:
+    """``corpus.split`` checked before any work: numbers, each held-out split non-empty
+    (every later stage validates or tests on it), the two leaving a training split."""
+    fractions = {}
+    for name in ("validation", "test"):
+        value = corpus.split[name]
+        try:
+            fractions[name] = float(value)
+        except (TypeError, ValueError):
+            raise LlmworksError(
+                f"corpus.split.{name}={value!r}: expected a fraction such as 0.05"
+            ) from None
+        if not 0 < fractions[name] < 1:
+            raise LlmworksError(
+                f"corpus.split.{name}={value}: expected a fraction in (0, 1); the {name} split "
+                "must not be empty (every model is validated and tested on held-out text)"
+            )
+    if sum(fractions.values()) >= 1:
+        raise LlmworksError(
+            f"corpus.split.validation + corpus.split.test = {sum(fractions.values())}: "
+            "must stay below 1 to leave text to train on"
+        )
+    return fractions
 
 
 def _normalize_batch(batch: dict[str, list], val: float, test: float) -> dict[str, list]:

@@ -62,6 +62,9 @@ def _resolve_files(data_files: Any) -> list[str]:
         if not matches:
             raise LlmworksError(f"corpus.data_files: no file matches {pattern!r}")
         files.extend(matches)
+    empty = [f for f in files if Path(f).is_file() and Path(f).stat().st_size == 0]
+    if empty and len(empty) == len(files):
+        raise LlmworksError(f"corpus.data_files: every file is empty (0 bytes): {empty[:5]}")
     return files
 
 

@@ -19,16 +19,17 @@ numbers compare across runs whatever the batch size, worker count or number of d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from llmworks.data.shards import SplitTokens, open_shards
+from llmworks.data.windows import TrainSampler, loader_generator, resume_point
 from llmworks.errors import LlmworksError
 
 IGNORE_INDEX = -100  # label of positions without a loss (PyTorch's and HF's default)
@@ -109,6 +110,7 @@ class MLMCollator:
         continuation: torch.Tensor | None = None,
         seed: int | None = None,
         pad_to_multiple_of: int | None = None,
+        epoch: Callable[[], int] | None = None,
     ):
         if not 0.0 < mask_rate < 1.0:
             raise LlmworksError(f"bert.data.mask_rate={mask_rate}: expected a rate in (0, 1)")
@@ -116,6 +118,7 @@ class MLMCollator:
             raise LlmworksError("whole-word masking needs the tokenizer's continuation pieces")
         self.pad_id, self.mask_id, self.mask_rate = pad_id, mask_id, mask_rate
         self.whole_word, self.seed, self.pad_to_multiple_of = whole_word, seed, pad_to_multiple_of
+        self.epoch = epoch
         self.special = torch.zeros(vocab_size, dtype=torch.bool)
         self.special[list(special_ids) + [pad_id, mask_id]] = True
         self.ordinary = (~self.special).nonzero().flatten()  # random replacements come from here
@@ -148,10 +151,7 @@ class MLMCollator:
         if self.seed is None:
             masked = [self.mask(torch.nn.utils.rnn.pad_sequence(seqs, True, self.pad_id))]
         else:
-            gens = [
-                torch.Generator().manual_seed(self.seed * 1_000_003 + int(ex["index"]))
-                for ex in examples
-            ]
+            gens = [torch.Generator().manual_seed(self._seed(int(ex["index"]))) for ex in examples]
             masked = [self.mask(s[None], g) for s, g in zip(seqs, gens, strict=True)]
         input_ids = self._pad([row for ids, _ in masked for row in ids], self.pad_id)
         labels = self._pad([row for _, lab in masked for row in lab], IGNORE_INDEX)
@@ -160,6 +160,14 @@ class MLMCollator:
             "attention_mask": input_ids != self.pad_id,
             "labels": labels,
         }
+
+    def _seed(self, index: int) -> int:
+        """The mask seed of sequence ``index``: fixed for validation; for training a new one
+        every epoch (dynamic masking) that does not depend on what was drawn before, so a
+        run resumed from a checkpoint masks exactly as the uninterrupted run."""
+        if self.epoch is None:
+            return self.seed * 1_000_003 + index
+        return int(np.random.SeedSequence((self.seed, self.epoch(), index)).generate_state(1)[0])
 
     def _pad(self, rows: list[torch.Tensor], value: int) -> torch.Tensor:
         # pad to the longest sequence of this batch only: padding is compute thrown away
@@ -247,7 +255,9 @@ class MLMDataConfig:
 class MLMData(L.LightningDataModule):
     """Train, validation and test loaders of one tokenizer's shards, masked as ``data`` says."""
 
-    def __init__(self, shards_dir: str | Path, tokenizer_json: str | Path, data: MLMDataConfig):
+    def __init__(
+        self, shards_dir: str | Path, tokenizer_json: str | Path, data: MLMDataConfig, seed: int
+    ):
         from tokenizers import Tokenizer
 
         super().__init__()
@@ -255,14 +265,13 @@ class MLMData(L.LightningDataModule):
         tok = Tokenizer.from_file(str(tokenizer_json))
         self.ids = special_token_ids(tok)
         self.vocab_size = tok.get_vocab_size()
-        self.cfg = data
-        common = dict(
+        self.cfg, self.seed, self.tokenizer_json = data, seed, tokenizer_json
+        self.common = dict(
             mask_rate=data.mask_rate,
             whole_word=data.whole_word,
             pad_to_multiple_of=data.pad_to_multiple_of,
         )
-        self.train_collator = MLMCollator.from_tokenizer(tokenizer_json, **common)
-        self.val_collator = MLMCollator.from_tokenizer(tokenizer_json, seed=data.val_seed, **common)
+        self.val_collator = MLMCollator.from_tokenizer(tokenizer_json, seed=data.val_seed, **self.common)
         self._sequences: dict[str, MLMSequences] = {}
 
     def sequences(self, split: str) -> MLMSequences:
@@ -281,7 +290,25 @@ class MLMData(L.LightningDataModule):
         return seqs
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.sequences("train"), self.train_collator, shuffle=True)
+        """Seeded order and masks per epoch (``TrainSampler``, masks keyed on seed, epoch and
+        sequence), resumable in the middle of an epoch; under DDP each rank takes its share."""
+        seqs = self.sequences("train")
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        sampler = TrainSampler(seqs, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
+        sampler.start = resume_point(self.trainer)[1] * self.cfg.batch_size
+        collator = MLMCollator.from_tokenizer(
+            self.tokenizer_json, seed=self.seed, epoch=_SamplerEpoch(sampler), **self.common
+        )
+        workers = self.cfg.num_workers
+        return DataLoader(
+            seqs,
+            batch_size=self.cfg.batch_size,
+            sampler=sampler,
+            collate_fn=collator,
+            num_workers=workers,
+            drop_last=len(seqs) > self.cfg.batch_size * world,  # full training batches only
+            generator=loader_generator(self.seed),
+        )  # workers are not persistent: each epoch's copy of the collator sees its epoch
 
     def val_dataloader(self, split: str = "validation") -> DataLoader:
         seqs = self.sequences(split)
@@ -290,21 +317,31 @@ class MLMData(L.LightningDataModule):
             n = min(len(seqs), limit * self.cfg.batch_size)
             seqs = torch.utils.data.Subset(seqs, range(n))
         world = self.trainer.world_size if self.trainer is not None else 1
-        return self._loader(_NoLossPadding(seqs, world, self.ids), self.val_collator, shuffle=False)
+        return self._loader(_NoLossPadding(seqs, world, self.ids), self.val_collator)
 
     def test_dataloader(self) -> DataLoader:
         """The whole test split, masked with the validation seed (``max_val_batches`` does
         not apply: the evaluate stage has its own cap, ``evaluate.max_test_batches``)."""
-        return self._loader(self.sequences("test"), self.val_collator, shuffle=False)
+        return self._loader(self.sequences("test"), self.val_collator)
 
-    def _loader(self, seqs: Dataset, collator: MLMCollator, shuffle: bool) -> DataLoader:
-        workers, batch = self.cfg.num_workers, self.cfg.batch_size
+    def _loader(self, seqs: Dataset, collator: MLMCollator) -> DataLoader:
+        workers = self.cfg.num_workers
         return DataLoader(
             seqs,
-            batch_size=batch,
-            shuffle=shuffle,
+            batch_size=self.cfg.batch_size,
+            shuffle=False,
             collate_fn=collator,
             num_workers=workers,
             persistent_workers=workers > 0,
-            drop_last=shuffle and len(seqs) > batch,
-        )  # full training batches only
+            generator=loader_generator(self.seed),
+        )
+
+
+class _SamplerEpoch:
+    """The epoch a ``DistributedSampler`` was last set to (picklable, for loader workers)."""
+
+    def __init__(self, sampler: DistributedSampler):
+        self.sampler = sampler
+
+    def __call__(self) -> int:
+        return self.sampler.epoch

@@ -81,6 +81,13 @@ class WindowDataConfig:
     num_workers: int  # DataLoader worker processes
 
 
+def loader_generator(seed: int) -> torch.Generator:
+    """A DataLoader's own generator: creating an iterator then draws its base seed from it,
+    not from torch's global stream, which dropout uses and a resumed run restores from its
+    checkpoint -- so a resumed run draws exactly what the uninterrupted one drew."""
+    return torch.Generator().manual_seed(seed)
+
+
 def resume_point(trainer: L.Trainer | None) -> tuple[int, int]:
     """``(epoch, batches of it already trained)`` where a run resumed from a checkpoint goes
     on, read from Lightning's restored loop progress when the training data loader is made
@@ -166,6 +173,7 @@ class WindowDataModule(L.LightningDataModule):
             drop_last=True,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            generator=loader_generator(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -175,9 +183,12 @@ class WindowDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
             sampler=EvalSampler(self.val, world, rank),
             num_workers=self.num_workers,
+            generator=loader_generator(self.seed),
         )
 
     def test_dataloader(self) -> DataLoader:
         """Every non-overlapping window of the test split, in order (one process)."""
         self.setup("test")
-        return DataLoader(self.windows("test"), batch_size=self.batch_size, shuffle=False)
+        return DataLoader(
+            self.windows("test"), batch_size=self.batch_size, generator=loader_generator(self.seed)
+        )

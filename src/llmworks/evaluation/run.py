@@ -22,7 +22,6 @@ so the stage also works on a run that trained only some of the models.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
 from itertools import islice
@@ -41,7 +40,7 @@ from llmworks.errors import LlmworksError
 from llmworks.evaluation import plots
 from llmworks.evaluation.report import Section
 from llmworks.evaluation.representations import Embedder, compare, paragraph_task
-from llmworks.io import replace_dir, write_json
+from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.models.persistence import WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.tracking import log_images, log_metrics, log_table, wandb_run
@@ -345,7 +344,7 @@ def evaluate_stage(cfg: DictConfig) -> dict[str, Any]:
     paths = Paths.from_config(cfg)
     corpus = load_corpus(paths)
     paths.report.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".assets-", dir=paths.report) as tmp:
+    with scratch_dir(paths.report, "assets") as tmp:
         staged = Path(tmp) / paths.assets.name
         staged.mkdir()
         ev = Evaluation(cfg, corpus, staged)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -16,7 +14,7 @@ from tokenizers import Tokenizer
 from llmworks.config import typed
 from llmworks.corpus.prepare import load_corpus
 from llmworks.errors import LlmworksError
-from llmworks.io import write_json
+from llmworks.io import scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
 from llmworks.tracking import log_metrics, wandb_run
@@ -67,6 +65,14 @@ def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
             f"vocab_size={spec.vocab_size} is smaller than the alphabet of the corpus plus "
             f"special tokens ({got} symbols are needed before any merge); raise vocab_size"
         )
+    if got < spec.vocab_size:
+        log.warning(
+            "%s tokenizer: %d entries, fewer than vocab_size=%d: the corpus holds no more "
+            "merges or pieces worth keeping",
+            spec.type,
+            got,
+            spec.vocab_size,
+        )
     if spec.bert_framing:
         add_bert_framing(tok)
     return tok
@@ -111,10 +117,10 @@ def tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
         stats["train_seconds"] = round(seconds, 3)
         out = paths.tokenizer_dir(name)
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, suffix=".json", delete=False) as f:
-            staged = Path(f.name)
-        tok.save(str(staged))
-        staged.replace(paths.tokenizer(name))
+        with scratch_dir(out, "tokenizer") as tmp:
+            staged = tmp / paths.tokenizer(name).name
+            tok.save(str(staged))
+            staged.replace(paths.tokenizer(name))
         write_json(paths.tokenizer_stats(name), stats)
         with wandb_run(cfg, f"train_tokenizer-{name}") as run:
             log_metrics(run, stats, prefix=f"tokenizer/{name}/")

@@ -99,7 +99,7 @@ class MLMModule(ScoredModule):
 def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:
     b = cfg.bert
     data = typed(MLMDataConfig, b.data, "bert.data")
-    return MLMData(paths.tokens(str(b.tokenizer)), tokenizer_json, data)
+    return MLMData(paths.tokens(str(b.tokenizer)), tokenizer_json, data, int(cfg.seed))
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:

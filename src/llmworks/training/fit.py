@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from llmworks.errors import LlmworksError
 from llmworks.tracking import wandb_logger
+from llmworks.training.callbacks import StopOnNonFiniteLoss
 from llmworks.training.logs import LOG_FILE, merge_sessions
 
 log = logging.getLogger(__name__)
@@ -115,8 +117,11 @@ def fingerprint(*parts: Any) -> str:
 
 
 class RunStamp(Callback):
-    """Stamps every checkpoint with the run's fingerprint, W&B id and session; when a fresh
-    run saves its first checkpoint, the files of older runs go (rank 0)."""
+    """Stamps every checkpoint with the run's fingerprint, W&B id and session, and with the
+    random state, which a resume restores (dropout then draws what the uninterrupted run
+    drew). Writes the CSV log out with it, so a resumed run's curve joins the interrupted
+    one at the checkpoint. When a fresh run saves its first checkpoint, the files of older
+    runs go (rank 0)."""
 
     def __init__(self, run: Run):
         self.run = run
@@ -128,19 +133,34 @@ class RunStamp(Callback):
             "fingerprint": r.fingerprint,
             "wandb_id": r.wandb_id,
             "session": r.session,
+            "rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }
-        if not self._clean and trainer.is_global_zero:
+        if not trainer.is_global_zero:
+            return
+        if not self._clean:
             r.drop_other_runs()
             self._clean = True
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger):
+                logger.save()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        stamp = checkpoint.get(STAMP, {})
+        if "rng" in stamp:
+            torch.set_rng_state(stamp["rng"])
+        if stamp.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(stamp["cuda_rng"])
 
 
 def build_callbacks(
-    cfg: DictConfig, monitor: str, run: Run, module: L.LightningModule
+    cfg: DictConfig, family: str, monitor: str, run: Run, module: L.LightningModule
 ) -> list[Callback]:
     """``cfg.callbacks`` instantiated (an entry set to null is left out), with what only the
     stage knows filled in where the config leaves it open: the checkpoint directory, the
-    family's monitored metric, and how to count samples and tokens for throughput."""
-    callbacks: list[Callback] = [RunStamp(run)]
+    family's monitored metric, and how to count samples and tokens for throughput. Two more
+    always run: the run stamp on checkpoints, and the stop on a non-finite loss."""
+    callbacks: list[Callback] = [RunStamp(run), StopOnNonFiniteLoss(family)]
     for name, node in cfg.callbacks.items():
         if node is None:
             continue
@@ -165,6 +185,7 @@ def build_trainer(
     """``cfg.trainer`` (hardware and shared settings) with the family's ``train`` section (its
     schedule) as one ``lightning.Trainer``: every Trainer argument works from the command
     line, and a misspelled one fails."""
+    check_hardware(cfg.trainer)
     clash = sorted(set(schedule) & set(cfg.trainer) - {"_target_"})
     if clash:
         raise LlmworksError(
@@ -180,6 +201,26 @@ def build_trainer(
         logger=loggers,
         default_root_dir=str(root),
     )
+
+
+# set by torchrun, SLURM or Lightning's own launchers in every process of a multi-node job
+LAUNCHER_ENV = ("WORLD_SIZE", "NODE_RANK", "SLURM_NTASKS", "GROUP_RANK", "LOCAL_RANK")
+
+
+def check_hardware(trainer: DictConfig) -> None:
+    """What Lightning would only find out late (or wait forever for), refused up front."""
+    devices, nodes = trainer.devices, int(trainer.num_nodes)
+    cores = os.cpu_count() or 1
+    if trainer.accelerator == "cpu" and isinstance(devices, int) and devices > cores:
+        raise LlmworksError(
+            f"trainer.devices={devices} CPU processes, but this machine has {cores} cores; "
+            f"use trainer.devices<={cores} (trainer=ddp_cpu runs 2)"
+        )
+    if nodes > 1 and not any(v in os.environ for v in LAUNCHER_ENV):
+        raise LlmworksError(
+            f"trainer.num_nodes={nodes} needs one process per node started by a launcher "
+            "(torchrun --nnodes ... --node-rank ..., or srun under SLURM); see README, Scaling"
+        )
 
 
 def _instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
@@ -227,12 +268,14 @@ def fit(
     )
     if run.resume_from is not None:
         log.info("resuming from %s (session %d of this run)", run.resume_from, run.session)
-    callbacks = build_callbacks(cfg, monitor, run, module)
+    callbacks = build_callbacks(cfg, family, monitor, run, module)
     loggers: list[Any] = [CSVLogger(save_dir=str(run.dir), name=CSV, version=run.csv_version)]
-    wb = wandb_logger(cfg, f"train_{family}", run_id=run.wandb_id)
-    if wb is not None:
-        loggers.append(wb)
     trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir)
+    wb = None
+    if trainer.global_rank == 0:  # known once the Trainer exists: one W&B run under DDP
+        wb = wandb_logger(cfg, f"train_{family}", run_id=run.wandb_id)
+        if wb is not None:
+            trainer.loggers = [*loggers, wb]
     trainer.fit(
         module,
         datamodule=datamodule,

@@ -14,7 +14,6 @@ import logging
 import math
 import shutil
 import statistics
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from llmworks.errors import LlmworksError
-from llmworks.io import replace_dir, write_json
+from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tracking import finish_wandb
 from llmworks.training.fit import FitResult, fit
@@ -156,7 +155,7 @@ def save_artifacts(family: Family, built: Built, out: Path, export: bool) -> Pat
     """Final weights (``model.safetensors`` + ``config.json``), the tokenizer and the
     family's exports, written to a scratch directory and moved into place at once."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+    with scratch_dir(out.parent, out.name) as tmp:
         staged = Path(tmp) / out.name
         built.module.model.cpu().eval().save(staged)
         for name, source in built.files.items():

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 from llmworks.config import typed
 from llmworks.data.skipgram import Corpus, NegativeSampler, PairStream, examples, keep_probability
-from llmworks.data.windows import EvalSampler, resume_point
+from llmworks.data.windows import EvalSampler, loader_generator, resume_point
 from llmworks.data.word_vocab import WordVocab, token_as_word, tokenize
 from llmworks.errors import LlmworksError
 from llmworks.models.word2vec import Word2Vec, Word2VecConfig
@@ -102,7 +102,9 @@ class Word2VecData(L.LightningDataModule):
         )
         # resuming: that epoch's examples again, without the batches already done
         stream.epoch, stream.skip = resume_point(trainer)
-        return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=0)
+        return torch.utils.data.DataLoader(
+            stream, batch_size=None, num_workers=0, generator=loader_generator(self.seed)
+        )
 
     def val_dataloader(self) -> torch.utils.data.DataLoader:
         """Examples of the validation split with fixed windows and noise words (no
@@ -133,7 +135,9 @@ class Word2VecData(L.LightningDataModule):
             (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
         )
         sampler = EvalSampler(batches, world, rank)
-        return torch.utils.data.DataLoader(batches, batch_size=None, sampler=sampler)
+        return torch.utils.data.DataLoader(
+            batches, batch_size=None, sampler=sampler, generator=loader_generator(self.seed)
+        )
 
 
 class ClosedFormSGD(torch.optim.Optimizer):

@@ -1,0 +1,152 @@
+"""Every row of the bad-input table (docs/bad-inputs.md): the stage exits non-zero with one
+line naming the problem and the fix -- or, where the run can go on, warns and goes on -- and
+what earlier runs wrote is intact. ``bench/bad_inputs.py`` times the same cases."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import local_corpus_overrides, run_stage, stage_paths
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str  # the table's row
+    stage: str
+    args: tuple[str, ...]  # overrides; {files} is the folder of prepared bad files
+    expect: str  # in the message (stderr), or in the warning when the stage goes on
+    fails: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+
+FAKE_KEY = "f" * 40
+CASES = [
+    Case("missing file", "prepare_corpus", ("corpus.data_files={files}/nope.txt",), "no file matches"),
+    Case("glob matching nothing", "prepare_corpus", ("corpus.data_files={files}/*.nothing",), "no file matches"),
+    Case("empty file (0 bytes)", "prepare_corpus", ("corpus.data_files={files}/empty.txt",), "every file is empty"),
+    Case("whitespace-only corpus", "prepare_corpus", ("corpus.data_files={files}/blank.txt",), "no non-empty documents"),
+    Case("binary file", "prepare_corpus", ("corpus.data_files={files}/binary.txt",), "not valid UTF-8"),
+    Case("invalid UTF-8 (Latin-1 text)", "prepare_corpus", ("corpus.data_files={files}/latin1.txt",), "corpus.encoding"),
+    Case("JSONL without the text field", "prepare_corpus", ("corpus.data_files={files}/body.jsonl",), "corpus.text_field='text' is not a column"),
+    Case("one huge line, no newline", "prepare_corpus", ("corpus.data_files={files}/huge.txt",), "split is empty"),
+    Case("empty validation split", "prepare_corpus", ("corpus.split.validation=0",), "must not be empty"),
+    Case("non-numeric split", "prepare_corpus", ("corpus.split.test=abc",), "expected a fraction"),
+    Case("vocabulary below the alphabet", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.vocab_size=100"), "raise vocab_size"),
+    Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
+    Case("vocabulary of 10", "train_tokenizer", ("+only=wordpiece", "tokenizers.wordpiece.vocab_size=10"), "raise vocab_size"),
+    Case("corpus shorter than one window", "train_gpt", ("gpt.model.block_size=100000",), "fewer than block_size + 1"),
+    Case("sequence above the model's context", "train_bert", ("bert.data.max_seq_len=100",), "exceeds the model's position table"),
+    Case("misspelled key", "train_gpt", ("gpt.optim.lrr=0.1",), "gpt.optim.lrr"),
+    Case("misspelled group option", "train_gpt", ("gpt=gtp2",), "Available options"),
+    Case("misspelled Trainer argument", "train_gpt", ("+trainer.max_stepz=5",), "max_stepz"),
+    Case("trainer.devices above the CPU cores", "train_gpt", ("trainer.devices=4096",), "cores"),
+    Case("a GPU asked on a machine without one", "train_gpt", ("trainer=gpu",), "gpu"),
+    Case("num_nodes without a launcher", "train_gpt", ("trainer.num_nodes=2",), "one process per node"),
+    Case("diverging training (lr 1e6)", "train_gpt", ("gpt.optim.lr=1e6",), "training diverged"),
+    Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
+         {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),
+    Case("W&B online, server unreachable", "train_tokenizer", ("+only=bpe", "logger=wandb", "logger.init_timeout=3"),
+         "logging offline", False,
+         {"WANDB_MODE": "online", "WANDB_API_KEY": FAKE_KEY, "WANDB_BASE_URL": "http://127.0.0.1:9"}),
+]  # fmt: skip
+
+
+def write_bad_files(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blank.txt").write_text("\n\n   \n\t\n", encoding="utf-8")
+    (folder / "binary.txt").write_bytes(bytes(range(256)) * 64)
+    (folder / "latin1.txt").write_bytes(
+        "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e.\n\n".encode("latin-1") * 40
+    )
+    (folder / "body.jsonl").write_text('{"body": "a"}\n{"body": "b"}\n', encoding="utf-8")
+    (folder / "huge.txt").write_text("word " * 1_000_000, encoding="utf-8")  # 5 MB, one line
+    return folder
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], Path]:
+    return make_workspace(tmp_path_factory.mktemp("bad_input"))
+
+
+def make_workspace(root: Path) -> tuple[Path, list[str], Path]:
+    """A workspace that ran corpus, tokenizers, encode and the smoke GPT and BERT: what a
+    failing run must leave intact. Returns it, the overrides that point at it, and a folder
+    of bad files."""
+    from conftest import SAMPLE_PARAGRAPHS
+
+    corpus = root / "corpus_files"
+    corpus.mkdir()
+    for f in range(3):
+        paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 4)]
+        (corpus / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    base = [*stage_paths(root), *local_corpus_overrides(corpus), "gpt=smoke", "bert=smoke"]
+    for stage in ("prepare_corpus", "train_tokenizer", "encode", "train_gpt", "train_bert"):
+        proc = run_stage(stage, *base, env={"WANDB_MODE": "disabled"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, base, write_bad_files(root / "bad_files")
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Content hashes of everything the earlier runs wrote."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for top in ("data", "models", "runs", "metrics")
+        for p in sorted((root / top).rglob("*"))
+        if p.is_file()
+    }
+
+
+def wandb_dir(root: Path, case: Case) -> Path:
+    return root / ("wandb-" + "".join(c if c.isalnum() else "_" for c in case.name))
+
+
+def run_case(case: Case, root: Path, base: list[str], files: Path):
+    args = [a.replace("{files}", str(files)) for a in case.args]
+    env = {"WANDB_MODE": "disabled"} | case.env
+    if "logger=wandb" in args:  # a fresh W&B directory for this case
+        base = [a for a in base if not a.startswith("logger.dir=")]
+        args.append(f"logger.dir={wandb_dir(root, case)}")
+    return run_stage(case.stage, *base, *args, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_bad_input_gets_one_clear_line_and_earlier_outputs_stay(case: Case, workspace) -> None:
+    if case.args == ("trainer=gpu",) and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    root, base, files = workspace
+    before = snapshot(root)
+    proc = run_case(case, root, base, files)
+    said = proc.stdout + proc.stderr
+    if case.fails:
+        assert proc.returncode != 0, said[-2000:]
+        assert "Traceback" not in said, said[-3000:]
+        assert case.expect in proc.stderr, proc.stderr[-2000:]
+    else:
+        assert proc.returncode == 0, said[-3000:]
+        assert case.expect in said
+        runs = list((wandb_dir(root, case) / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1  # the metrics are kept offline, not lost
+    after = snapshot(root)
+    changed = sorted(k for k in before if after.get(k) != before[k])
+    if not case.fails:  # a run that goes on rewrites its own outputs, nothing else
+        changed = [k for k in changed if "tokenizers/bpe" not in k]
+    assert not changed, f"{case.name} changed earlier outputs: {changed[:5]}"
+
+
+def test_logger_none_means_no_wandb_whatever_the_environment_says(workspace) -> None:
+    root, base, _ = workspace
+    out = root / "no_wandb"
+    base = [a for a in base if not a.startswith("logger.dir=")]
+    proc = run_stage(
+        "train_tokenizer", *base, "+only=bpe", "logger=none", f"logger.dir={out}",
+        env={"WANDB_MODE": "offline"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (out / "wandb").exists() and not os.path.exists(out)
