@@ -48,6 +48,7 @@ CASES = [
     Case("trainer.devices above the CPU cores", "train_gpt", ("trainer.devices=4096",), "cores"),
     Case("a GPU asked on a machine without one", "train_gpt", ("trainer=gpu",), "gpu"),
     Case("num_nodes without a launcher", "train_gpt", ("trainer.num_nodes=2",), "one process per node"),
+    Case("unknown logger.mode", "prepare_corpus", ("logger.mode=onlin",), "logger.mode='onlin'"),
     Case("diverging training (lr 1e6)", "train_gpt", ("gpt.optim.lr=1e6",), "training diverged"),
     Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
          {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),

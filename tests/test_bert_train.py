@@ -73,6 +73,20 @@ def test_stage_writes_the_model_its_export_and_one_checkpoint_set(trained: Path)
     assert model.config.vocab_size == 300 and model.config.n_layer == 2
 
 
+def test_the_export_explains_itself_with_a_model_card_whose_snippet_runs(trained: Path) -> None:
+    import subprocess
+    import sys
+
+    from huggingface_hub import ModelCard
+
+    hf = trained / "models" / "bert" / "hf"
+    card = ModelCard.load(hf / "README.md")
+    assert card.data.pipeline_tag == "fill-mask" and "| val_mlm_acc |" in card.text
+    snippet = card.text.split("```python")[1].split("```")[0]
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=hf, capture_output=True, text=True)
+    assert proc.returncode == 0 and "token_str" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_stage_writes_metrics_and_training_curves(trained: Path) -> None:
     metrics = json.loads((trained / "metrics" / "bert.json").read_text())
     assert metrics["steps"] == 6

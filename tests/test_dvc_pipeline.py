@@ -84,6 +84,66 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
     (repo / "params.yaml").write_text(params)
 
 
+def test_wandb_lineage_follows_the_pipeline_and_carries_the_dvc_hashes(repo: Path) -> None:
+    """Each stage of the smoke experiment logged what it produced and recorded what it read
+    (offline: in its config) as W&B artifacts; the digests chain the runs together, and the
+    artifacts carry the hashes dvc.lock records for the same outputs."""
+    from llmworks.sync import lineage, read_run
+
+    runs = [read_run(p) for p in offline_runs(repo / "wandb")]
+    runs = [r for r in runs if r.group == "smoke-e2e"]
+    edges = {(a.split("/")[1], name, b.split("/")[1]) for a, name, b in lineage(runs)}
+    for edge in [
+        ("corpus", "corpus", "train_tokenizer@bpe"),
+        ("train_tokenizer@bpe", "tokenizer-bpe", "encode@bpe"),
+        ("corpus", "corpus", "encode@bpe"),
+        ("encode@bpe", "tokens-bpe", "train_gpt"),
+        ("encode@wordpiece", "tokens-wordpiece", "train_bert"),
+        ("corpus", "corpus", "train_word2vec"),
+        ("train_gpt", "model-gpt", "evaluate"),
+        ("train_bert", "model-bert", "evaluate"),
+        ("train_word2vec", "model-word2vec", "evaluate"),
+    ]:
+        assert edge in edges, edge
+    assert not [e for e in edges if e[0] == "?"]  # every input was produced by a stage here
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    logged = {name: art for r in runs for name, art in r.logged.items()}
+    for name, stage, out in (
+        ("corpus", "corpus", "data/corpus/dataset"),
+        ("tokenizer-bpe", "train_tokenizer@bpe", "data/tokenizers/bpe/tokenizer.json"),
+        ("tokens-wordpiece", "encode@wordpiece", "data/tokens/wordpiece"),
+    ):
+        md5 = next(o["md5"] for o in lock[stage]["outs"] if o["path"] == out)
+        assert logged[name]["metadata"]["dvc_md5"] == md5, name
+    assert logged["model-gpt"]["type"] == "model"
+    assert Path(logged["model-gpt"]["metadata"]["path"]).name == "hf"  # from_pretrained-able
+    dry = sh("llmworks-sync", "wandb", "--dry-run", cwd=repo).stdout
+    assert "smoke-e2e/train_gpt -> model-gpt -> smoke-e2e/evaluate" in dry
+
+
+def test_a_run_is_shared_through_a_dvc_remote(repo: Path, tmp_path: Path) -> None:
+    """Clone A (the smoke experiment) pushes to a local-directory remote; clone B pulls:
+    every output is back, DVC sees nothing changed and reproduces nothing. Checkpoints and
+    W&B runs are not shared: they are not DVC outputs (runs/, wandb/)."""
+    sh("dvc", "remote", "add", "-d", "shared", str(tmp_path / "remote"), cwd=repo)
+    sh("git", "add", "-A", cwd=repo)
+    sh("git", "-c", "user.email=ci@llmworks", "-c", "user.name=ci", "commit", "-qm", "smoke",
+       cwd=repo)  # fmt: skip
+    sh("dvc", "push", cwd=repo)
+    clone = tmp_path / "clone"
+    sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)
+    sh("dvc", "pull", cwd=clone)
+    for path in ("models/gpt/hf/model.safetensors", "models/bert/model.safetensors",
+                 "models/word2vec/vectors.bin", "data/tokens/bpe/train.bin",
+                 "report/assets/gpt_attention.png", "metrics/evaluation.json"):  # fmt: skip
+        assert (clone / path).read_bytes() == (repo / path).read_bytes(), path
+    assert json.loads(sh("dvc", "status", "--json", cwd=clone).stdout) == {}
+    assert "Data and pipelines are up to date" in sh("dvc", "repro", cwd=clone).stdout
+    assert not (clone / "runs").exists()
+    # the cache holds outputs, not optimizer state: no checkpoint was pushed
+    assert not [p for p in (tmp_path / "remote").rglob("*") if p.suffix == ".ckpt"]
+
+
 def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corpus: Path) -> None:
     sh(
         "dvc",

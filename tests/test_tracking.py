@@ -21,7 +21,9 @@ def test_stage_run_records_config_and_metrics(tmp_path: Path, text_corpus: Path)
     runs = offline_runs(tmp_path)
     assert len(runs) == 1
     run = read_offline_run(runs[0])
-    assert run["state"] == "finished" and run["name"] == "trk-prepare_corpus"
+    assert (
+        run["state"] == "finished" and run["name"] == "trk-corpus" and run["job_type"] == "corpus"
+    )
     assert run["config"]["corpus"]["name"] == "local"
     assert run["config"]["experiment_name"] == "trk"
     assert run["config"]["corpus"]["data_files"] == str(text_corpus)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,18 @@ def test_stage_writes_the_model_its_export_and_one_checkpoint_set(trained):
     ckpt_dir = trained / "runs" / "gpt" / "checkpoints"
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert len(list((trained / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_the_export_explains_itself_with_a_model_card_whose_snippet_runs(trained):
+    from huggingface_hub import ModelCard
+
+    hf = trained / "models" / "gpt" / "hf"
+    card = ModelCard.load(hf / "README.md")
+    assert card.data.pipeline_tag == "text-generation" and card.data.library_name == "transformers"
+    assert "| val_bpb |" in card.text and "tokenizer: bpe" in card.text
+    snippet = card.text.split("```python")[1].split("```")[0]
+    proc = subprocess.run([sys.executable, "-c", snippet], cwd=hf, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("The history of"), proc.stderr[-2000:]
 
 
 def test_stage_writes_metrics_and_training_curves(trained):

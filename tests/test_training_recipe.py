@@ -25,10 +25,14 @@ FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A corpus, its three tokenizers and token shards, made by the real stages."""
+    return make_data(tmp_path_factory.mktemp("recipe"))
+
+
+def make_data(root: Path) -> Path:
+    """A corpus, its three tokenizers and token shards under ``root``, made by the real
+    stages (``root / "data"``)."""
     from conftest import SAMPLE_PARAGRAPHS
 
-    root = tmp_path_factory.mktemp("recipe")
     files = root / "corpus_files"
     files.mkdir()
     for f in range(4):

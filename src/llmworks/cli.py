@@ -4,7 +4,9 @@ process-wide settings every stage honours."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -12,19 +14,45 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.errors import LlmworksError
+from llmworks.tracking import check_logger
 
 T = TypeVar("T")
 log = logging.getLogger("llmworks")
 
 
+# Messages that tell a user nothing they can act on, and only these: a stage's own output and
+# every other warning stay.
+QUIET_WARNINGS = (
+    r".*isinstance\(treespec, LeafSpec\)",  # Lightning's own use of a deprecated torch API
+    # a new run replaces the files of an older one in runs/<family>/ at its first checkpoint
+    r"Checkpoint directory .* exists and is not empty",
+    # resuming mid-epoch is handled: the samplers skip the batches already trained
+    r"You're resuming from a checkpoint that ended before the epoch ended",
+)
+
+
+def quiet_known_noise() -> None:
+    """Silence gensim's per-step INFO lines, Lightning's advertisement for its cloud logger
+    and the warnings above."""
+    logging.getLogger("gensim").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: "litlogger" not in record.getMessage()
+    )
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
 def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     """Run a stage; a user error exits with status 2 and its message, not a stack trace.
-    ``threads`` caps torch's intra-op threads (several stages or sweep workers sharing a
-    machine then do not oversubscribe its cores)."""
+    ``threads`` caps torch's and the tokenizers' threads (several stages or sweep workers
+    sharing a machine then do not oversubscribe its cores)."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    quiet_known_noise()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+        os.environ.setdefault("RAYON_NUM_THREADS", str(int(cfg.threads)))  # the tokenizers'
     try:
+        check_logger(cfg)
         return stage(cfg)
     except LlmworksError as exc:
         print(f"llmworks: error: {exc}", file=sys.stderr, flush=True)

@@ -30,9 +30,39 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
+MODES = ("online", "offline", "disabled")
+ARTIFACTS = ("reference", "upload", "none")
+
+
 def enabled(cfg: DictConfig) -> bool:
     """``logger=none`` (mode disabled) means no W&B, whatever ``WANDB_MODE`` says."""
     return str(cfg.logger.mode) != "disabled"
+
+
+def check_logger(cfg: DictConfig) -> None:
+    """Settings of ``conf/logger`` that can be wrong, refused before any work."""
+    from llmworks.errors import LlmworksError
+
+    for key, allowed in (("mode", MODES), ("artifacts", ARTIFACTS)):
+        if str(cfg.logger[key]) not in allowed:
+            raise LlmworksError(f"logger.{key}={cfg.logger[key]!r}: expected one of {allowed}")
+
+
+def wandb_dir(cfg: DictConfig) -> Path:
+    """Where offline runs are written: ``logger.dir``, relative to the main workspace.
+
+    ``dvc exp run --temp`` and ``--queue`` run each experiment in a temporary copy of the
+    workspace (``.dvc/tmp/exps/...``) that DVC deletes afterwards; DVC tells a stage the main
+    workspace in ``DVC_ROOT``, so the runs of every experiment land in one ``wandb/`` that
+    outlives them (`wandb sync wandb/offline-run-*` uploads them all)."""
+    path = Path(str(cfg.logger.dir)).expanduser()
+    root = os.environ.get("DVC_ROOT")
+    return path if path.is_absolute() or not root else Path(root) / path
+
+
+def job_type(default: str) -> str:
+    """The stage's name: DVC's (``DVC_STAGE``, e.g. ``train_tokenizer@bpe``) under DVC."""
+    return os.environ.get("DVC_STAGE") or default
 
 
 def _init_kwargs(cfg: DictConfig, job_type: str, run_id: str | None) -> dict[str, Any]:
@@ -41,13 +71,14 @@ def _init_kwargs(cfg: DictConfig, job_type: str, run_id: str | None) -> dict[str
     import wandb
 
     log_cfg = cfg.logger
-    Path(str(log_cfg.dir)).mkdir(parents=True, exist_ok=True)
+    run_dir = wandb_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
     group = experiment_group(cfg)
     return dict(
         project=str(log_cfg.project),
         entity=log_cfg.entity,
         tags=list(log_cfg.tags),
-        dir=str(log_cfg.dir),
+        dir=str(run_dir),
         mode=os.environ.get("WANDB_MODE") or str(log_cfg.mode),
         group=group,
         job_type=job_type,
@@ -142,6 +173,72 @@ def wandb_run(cfg: DictConfig, job_type: str) -> Iterator[Any]:
         yield run
     finally:
         finish_wandb(run)
+
+
+# ----------------------------------------------------------------------------- artifacts
+
+
+def dvc_hash(path: str | Path) -> str:
+    """The md5 DVC records for ``path`` in ``dvc.lock`` (``<md5>.dir`` for a directory)."""
+    import tempfile
+
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.local import LocalFileSystem
+
+    fs = LocalFileSystem()
+    with tempfile.TemporaryDirectory() as tmp:
+        _, _, obj = build(HashFileDB(fs, tmp), str(Path(path).resolve()), fs, "md5")
+    return str(obj.hash_info.value)
+
+
+def artifact(
+    cfg: DictConfig, name: str, kind: str, path: str | Path, metadata: dict[str, Any] | None = None
+):
+    """A W&B artifact of a stage's input or output: by default a reference to the files
+    (``file://``; no second copy of large data) that carries the DVC hash of the path, so the
+    W&B lineage and ``dvc.lock`` name the same content; ``logger.artifacts=upload`` copies
+    the files into W&B instead."""
+    import wandb
+
+    path = Path(path).resolve()
+    meta = {"path": str(path), "dvc_md5": dvc_hash(path)} | (metadata or {})
+    art = wandb.Artifact(name, type=kind, metadata=meta)
+    if str(cfg.logger.artifacts) == "upload":
+        art.add_dir(str(path)) if path.is_dir() else art.add_file(str(path))
+    else:
+        art.add_reference(path.as_uri(), name=None if path.is_dir() else path.name)
+    return art
+
+
+def log_lineage(
+    run: Any,
+    cfg: DictConfig,
+    inputs: dict[str, tuple[str, str | Path]],
+    outputs: dict[str, tuple[str, str | Path]],
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Record what a stage read (``{name: (type, path)}``) and what it produced as W&B
+    artifacts, so the lineage graph shows the pipeline. Offline, W&B cannot record a use:
+    the inputs go into the run's config (``inputs``: type, digest, DVC hash), which
+    ``llmworks-sync`` turns into uses when it uploads the runs. Never stops a stage."""
+    if run is None or str(cfg.logger.artifacts) == "none" or run.settings.mode == "disabled":
+        return
+    try:
+        used = {name: artifact(cfg, name, kind, path) for name, (kind, path) in inputs.items()}
+        if run.settings.mode == "offline":
+            described = {
+                n: {"type": a.type, "digest": a.digest, "dvc_md5": a.metadata["dvc_md5"]}
+                for n, a in used.items()
+            }
+            run.config.update({"inputs": described}, allow_val_change=True)
+        else:
+            for art in used.values():
+                run.use_artifact(art)
+        for name, (kind, path) in outputs.items():
+            run.log_artifact(artifact(cfg, name, kind, path, metadata))
+    except Exception as exc:  # logging must never stop a stage
+        log.warning("W&B artifacts not recorded: %s", exc)
 
 
 def log_metrics(run: Any, metrics: dict[str, Any], prefix: str = "") -> None:

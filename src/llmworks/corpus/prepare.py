@@ -10,12 +10,13 @@ from typing import Any
 import datasets
 from omegaconf import DictConfig
 
+from llmworks.corpus import describe
 from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize_text
-from llmworks.corpus.sources import describe, load_documents
+from llmworks.corpus.sources import load_documents
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
-from llmworks.tracking import log_metrics, wandb_run
+from llmworks.tracking import job_type, log_lineage, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,9 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
         dataset.save_to_disk(str(staged))
         replace_dir(staged, paths.corpus_dataset)
     write_json(paths.corpus_stats, stats)
-    with wandb_run(cfg, "prepare_corpus") as run:
+    with wandb_run(cfg, job_type("corpus")) as run:
         log_metrics(run, _flat(stats), prefix="corpus/")
+        log_lineage(run, cfg, {}, {"corpus": ("dataset", paths.corpus_dataset)}, stats["source"])
     log.info("corpus: %s", json.dumps({s: stats[s] for s in SPLITS}))
     return stats
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 
 from llmworks.corpus import wiki_sample
 from llmworks.errors import LlmworksError
@@ -196,9 +196,3 @@ def _group_wikitext(lines: list[str]) -> Iterator[dict[str, str]]:
             article.append(stripped)
     if article:
         yield {"text": "\n\n".join(article)}
-
-
-def describe(corpus: DictConfig) -> dict[str, Any]:
-    """The parts of the corpus config that identify the source, for stats and logs."""
-    keys = ("name", "source", "path", "config_name", "data_files", "max_documents")
-    return {k: OmegaConf.to_container(corpus, resolve=True).get(k) for k in keys}  # type: ignore[union-attr]

@@ -27,7 +27,7 @@ from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.train import selected_tokenizers
-from llmworks.tracking import log_metrics, wandb_run
+from llmworks.tracking import job_type, log_lineage, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 30.0  # a log line at most this often on a long split
@@ -122,8 +122,15 @@ def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             batch_size=int(cfg.encode.batch_size),
         )
         counts = {f"{s}/tokens": v["tokens"] for s, v in meta["splits"].items()}
-        with wandb_run(cfg, f"encode-{name}") as run:
+        with wandb_run(cfg, job_type(f"encode@{name}")) as run:
             log_metrics(run, counts, prefix=f"tokens/{name}/")
+            log_lineage(
+                run,
+                cfg,
+                {"corpus": ("dataset", paths.corpus_dataset), f"tokenizer-{name}": ("tokenizer", path)},
+                {f"tokens-{name}": ("dataset", paths.tokens(name))},
+                counts,
+            )
         log.info("encoded with %s: %s", name, meta["splits"])
         results[name] = meta
     return results

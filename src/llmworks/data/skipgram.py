@@ -131,7 +131,7 @@ class PairStream(torch.utils.data.IterableDataset):
     ``inputs`` / ``outputs`` (see ``examples``), ``steps``: offsets cutting the batch into SGD
     steps of ``step_words`` kept words, and ``raw_words``, the corpus words it stands for
     before subsampling (for words/s and the lr schedule). Under DDP rank r takes every
-    world-th batch. ``epoch`` and ``skip`` place the next ``iter()``: a run resumed in the
+    world-th batch, all ranks the same number. ``epoch`` and ``skip`` place the next ``iter()``: a run resumed in the
     middle of an epoch regenerates that epoch (seeded by ``seed`` and the epoch) and skips
     the batches it already trained on.
     """
@@ -164,7 +164,11 @@ class PairStream(torch.utils.data.IterableDataset):
         # example index where each step (step_words kept words) starts
         cuts = np.searchsorted(center, np.arange(0, len(ids) + self.step_words, self.step_words))
         per_batch = max(1, self.batch_words // self.step_words)
-        mine = [s for k, s in enumerate(range(0, len(cuts) - 1, per_batch)) if k % self.world == self.rank]
+        starts = list(range(0, len(cuts) - 1, per_batch))
+        # every rank the same number of batches (the last few of an epoch may be dropped, as
+        # DistributedSampler drops them): ranks that step in lockstep never wait for another
+        starts = starts[: len(starts) - len(starts) % self.world] if self.world > 1 else starts
+        mine = [s for k, s in enumerate(starts) if k % self.world == self.rank]
         for s in mine[skip:]:
             steps = cuts[s : s + per_batch + 1]
             lo, hi = int(steps[0]), int(steps[-1])

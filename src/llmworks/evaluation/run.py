@@ -43,7 +43,7 @@ from llmworks.evaluation.representations import Embedder, compare, paragraph_tas
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.models.persistence import WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
-from llmworks.tracking import log_images, log_metrics, log_table, wandb_run
+from llmworks.tracking import job_type, log_images, log_lineage, log_metrics, log_table, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -365,8 +365,17 @@ def evaluate_stage(cfg: DictConfig) -> dict[str, Any]:
         write_json(staged / paths.skipped.name, ev.skipped)
         replace_dir(staged, paths.assets)
     write_json(paths.evaluation, ev.metrics)
-    with wandb_run(cfg, "evaluate") as run:
+    with wandb_run(cfg, job_type("evaluate")) as run:
         log_metrics(run, flatten(ev.metrics))
+        trained = {f.name for f in FAMILIES if (paths.model(f.name) / WEIGHTS_FILE).is_file()}
+        inputs = {"corpus": ("dataset", paths.corpus_dataset)} | {
+            f"model-{n}": (
+                "model",
+                paths.model(n) / "hf" if (paths.model(n) / "hf").is_dir() else paths.model(n),
+            )
+            for n in sorted(trained)
+        }
+        log_lineage(run, cfg, inputs, {"evaluation": ("evaluation", paths.assets)})
         log_images(run, {f"figures/{k}": paths.assets / p.name for k, p in ev.figures.items()})
         for key, (columns, rows) in ev.tables.items():
             log_table(run, f"tables/{key}", columns, rows)

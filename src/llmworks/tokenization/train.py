@@ -17,7 +17,7 @@ from llmworks.errors import LlmworksError
 from llmworks.io import scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
-from llmworks.tracking import log_metrics, wandb_run
+from llmworks.tracking import job_type, log_lineage, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,15 @@ def tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             tok.save(str(staged))
             staged.replace(paths.tokenizer(name))
         write_json(paths.tokenizer_stats(name), stats)
-        with wandb_run(cfg, f"train_tokenizer-{name}") as run:
+        with wandb_run(cfg, job_type(f"train_tokenizer@{name}")) as run:
             log_metrics(run, stats, prefix=f"tokenizer/{name}/")
+            log_lineage(
+                run,
+                cfg,
+                {"corpus": ("dataset", paths.corpus_dataset)},
+                {f"tokenizer-{name}": ("tokenizer", paths.tokenizer(name))},
+                {"tokenizer": spec.type, "vocab_size": stats["vocab_size"]},
+            )
         log.info("tokenizer %s: %s", name, stats)
         results[name] = stats
     return results

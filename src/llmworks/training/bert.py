@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from llmworks.config import typed
 from llmworks.data.mlm import IGNORE_INDEX, MLMData, MLMDataConfig
 from llmworks.errors import LlmworksError
+from llmworks.export.model_card import CardSpec
 from llmworks.models.bert import Bert, BertConfig
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
@@ -115,7 +116,16 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
             f"position table bert.model.max_seq_len={config.max_seq_len}"
         )
     module = MLMModule(config, typed(OptimConfig, b.optim, "bert.optim"), data.cfg.mask_rate)
-    return Built(module, data, data_id=data.shards.fingerprint, files={TOKENIZER_FILE: tok_json})
+    return Built(
+        module,
+        data,
+        data_id=data.shards.fingerprint,
+        files={TOKENIZER_FILE: tok_json},
+        inputs={
+            f"tokens-{b.tokenizer}": ("dataset", data.shards.root),
+            f"tokenizer-{b.tokenizer}": ("tokenizer", tok_json),
+        },
+    )
 
 
 def export(built: Built, out: Path) -> None:
@@ -152,4 +162,13 @@ BERT_FAMILY = Family(
     },
     export=export,
     evaluate=evaluate,
+    card=CardSpec(
+        pipeline_tag="fill-mask",
+        library="transformers",
+        how_to_load=(
+            "from transformers import pipeline\n\n"
+            'fill = pipeline("fill-mask", model="{path}")\n'
+            'print(fill("The capital of France is [MASK]."))'
+        ),
+    ),
 )

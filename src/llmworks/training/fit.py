@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,13 +29,19 @@ import lightning as L
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, ThroughputMonitor
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    ModelCheckpoint,
+    ProgressBar,
+    ThroughputMonitor,
+)
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.errors import LlmworksError
-from llmworks.tracking import wandb_logger
-from llmworks.training.callbacks import StopOnNonFiniteLoss
+from llmworks.tracking import job_type, wandb_logger
+from llmworks.training.callbacks import ProgressLog, StopOnNonFiniteLoss
 from llmworks.training.logs import LOG_FILE, merge_sessions
 
 log = logging.getLogger(__name__)
@@ -161,6 +168,7 @@ def build_callbacks(
     family's monitored metric, and how to count samples and tokens for throughput. Two more
     always run: the run stamp on checkpoints, and the stop on a non-finite loss."""
     callbacks: list[Callback] = [RunStamp(run), StopOnNonFiniteLoss(family)]
+    terminal = sys.stdout.isatty()
     for name, node in cfg.callbacks.items():
         if node is None:
             continue
@@ -168,6 +176,14 @@ def build_callbacks(
             cls = get_class(str(node._target_))
         except Exception as exc:
             raise LlmworksError(f"callbacks.{name}: {exc}") from exc
+        # a progress bar for a terminal, log lines for a log file (dvc repro, SLURM, CI)
+        if (
+            issubclass(cls, ProgressBar)
+            and not terminal
+            or issubclass(cls, ProgressLog)
+            and terminal
+        ):
+            continue
         extra: dict[str, Any] = {}
         if issubclass(cls, ModelCheckpoint):
             extra = {"dirpath": str(run.checkpoints)}
@@ -200,6 +216,7 @@ def build_trainer(
         callbacks=callbacks,
         logger=loggers,
         default_root_dir=str(root),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
     )
 
 
@@ -273,7 +290,7 @@ def fit(
     trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir)
     wb = None
     if trainer.global_rank == 0:  # known once the Trainer exists: one W&B run under DDP
-        wb = wandb_logger(cfg, f"train_{family}", run_id=run.wandb_id)
+        wb = wandb_logger(cfg, job_type(f"train_{family}"), run_id=run.wandb_id)
         if wb is not None:
             trainer.loggers = [*loggers, wb]
     trainer.fit(

@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from llmworks.config import typed
 from llmworks.data.shards import open_shards
 from llmworks.data.windows import WindowDataConfig, WindowDataModule
+from llmworks.export.model_card import CardSpec
 from llmworks.models.gpt import GPT, GPTConfig
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
@@ -120,7 +121,16 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
         shards.bytes_per_token.get("validation"),
         bool(g.compile),
     )
-    return Built(module, data, data_id=shards.fingerprint, files={TOKENIZER_FILE: tok_json})
+    return Built(
+        module,
+        data,
+        data_id=shards.fingerprint,
+        files={TOKENIZER_FILE: tok_json},
+        inputs={
+            f"tokens-{g.tokenizer}": ("dataset", shards.root),
+            f"tokenizer-{g.tokenizer}": ("tokenizer", tok_json),
+        },
+    )
 
 
 def export(built: Built, out: Path) -> None:
@@ -170,4 +180,15 @@ GPT_FAMILY = Family(
     },
     export=export,
     evaluate=evaluate,
+    card=CardSpec(
+        pipeline_tag="text-generation",
+        library="transformers",
+        how_to_load=(
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            'model = AutoModelForCausalLM.from_pretrained("{path}")\n'
+            'tokenizer = AutoTokenizer.from_pretrained("{path}")\n'
+            'ids = tokenizer("The history of", return_tensors="pt")\n'
+            "print(tokenizer.decode(model.generate(**ids, max_new_tokens=20)[0]))"
+        ),
+    ),
 )

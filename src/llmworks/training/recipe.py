@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from llmworks.corpus import describe
 from llmworks.errors import LlmworksError
+from llmworks.export.model_card import CardSpec, write_card
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
-from llmworks.tracking import finish_wandb
+from llmworks.tracking import experiment_group, finish_wandb, log_lineage
 from llmworks.training.fit import FitResult, fit
 from llmworks.training.logs import write_plots
 
@@ -51,6 +53,8 @@ class Built:
     data_id: str  # identifies the training data: part of the run's fingerprint
     # files copied next to the weights (name: source), so the model directory is complete
     files: Mapping[str, Path] = field(default_factory=dict)
+    # what it trains on, as W&B lineage: {artifact name: (type, path)}
+    inputs: Mapping[str, tuple[str, Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Family:
     export: Callable[[Built, Path], None] | None = None
     # the evaluate stage's part for this family (see llmworks.evaluation.run.Evaluation)
     evaluate: Callable[[Any], None] | None = None
+    # the model card of its export (README.md in the export, else in the model directory)
+    card: CardSpec | None = None
 
 
 def require_tokenizer(paths: Paths, name: str) -> Path:
@@ -100,7 +106,7 @@ def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
         if not result.trainer.is_global_zero:
             return result.metrics
         metrics = final_metrics(family, result)
-        save_artifacts(family, built, paths.model(family.name), bool(cfg[family.name].export))
+        save_artifacts(family, built, paths.model(family.name), cfg, metrics)
         write_json(paths.metrics_json(family.name), metrics)
         write_plots(
             result.log,
@@ -109,6 +115,15 @@ def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
         )
         if result.wandb is not None:
             result.wandb.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None})
+            model_dir = paths.model(family.name)
+            exported = model_dir / "hf" if (model_dir / "hf").is_dir() else model_dir
+            log_lineage(
+                result.wandb.experiment,
+                cfg,
+                dict(built.inputs),
+                {f"model-{family.name}": ("model", exported)},
+                {k: v for k, v in metrics.items() if v is not None},
+            )
         result.run.mark_finished()
     finally:
         finish_wandb(result.wandb)
@@ -151,19 +166,37 @@ def tokens_per_s(logged: list[Mapping[str, float]], world_size: int) -> float | 
     return totals[-1][TOKENS] / totals[-1][SECONDS] * world_size if totals else None
 
 
-def save_artifacts(family: Family, built: Built, out: Path, export: bool) -> Path:
-    """Final weights (``model.safetensors`` + ``config.json``), the tokenizer and the
-    family's exports, written to a scratch directory and moved into place at once."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def save_artifacts(
+    family: Family, built: Built, out: Path, cfg: DictConfig, metrics: dict[str, Any]
+) -> Path:
+    """Final weights (``model.safetensors`` + ``config.json``), the files the model needs, the
+    family's exports and their model card, written to a scratch directory and moved into
+    place at once."""
     with scratch_dir(out.parent, out.name) as tmp:
-        staged = Path(tmp) / out.name
+        staged = tmp / out.name
         built.module.model.cpu().eval().save(staged)
         for name, source in built.files.items():
             shutil.copyfile(source, staged / name)
-        if export and family.export is not None:
+        if bool(cfg[family.name].export) and family.export is not None:
             try:
                 family.export(built, staged)
             except ExportUnsupported as exc:
                 log.warning("train_%s: skipping the export: %s", family.name, exc)
+        if family.card is not None:
+            card_dir = staged / "hf" if (staged / "hf").is_dir() else staged
+            section = cfg[family.name]
+            write_card(
+                card_dir,
+                family.card,
+                title=family.title,
+                experiment=experiment_group(cfg),
+                corpus=describe(cfg.corpus),
+                tokenizer=section.tokenizer,
+                metrics=metrics,
+                config={
+                    family.name: OmegaConf.to_container(section, resolve=True),
+                    "seed": cfg.seed,
+                },
+            )
         replace_dir(staged, out)
     return out

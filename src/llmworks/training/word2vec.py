@@ -25,6 +25,7 @@ from llmworks.data.skipgram import Corpus, NegativeSampler, PairStream, examples
 from llmworks.data.windows import EvalSampler, loader_generator, resume_point
 from llmworks.data.word_vocab import WordVocab, token_as_word, tokenize
 from llmworks.errors import LlmworksError
+from llmworks.export.model_card import CardSpec
 from llmworks.models.word2vec import Word2Vec, Word2VecConfig
 from llmworks.paths import Paths
 from llmworks.training.metrics import ScoredModule, TokenMeans
@@ -122,7 +123,10 @@ class Word2VecData(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         noise = NegativeSampler(self.vocab.counts)(len(outputs) * self.negative, generator)
         negatives = noise.view(-1, self.negative)
-        size = self.cfg.batch_words
+        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        # at least one batch per rank, and as many on each: every rank takes part in the sums
+        n_batches = -(-max(-(-len(outputs) // self.cfg.batch_words), world) // world) * world
+        size = -(-len(outputs) // n_batches)
         batches = [
             {
                 "inputs": torch.from_numpy(inputs[lo : lo + size]),
@@ -315,7 +319,12 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     vocab_file = paths.run("word2vec") / VOCAB_FILE  # the model directory's companion
     vocab_file.parent.mkdir(parents=True, exist_ok=True)
     vocab.save(vocab_file)
-    return Built(module, data, data_id=data_id, files={VOCAB_FILE: vocab_file})
+    source = (
+        {f"tokens-{w.tokenizer}": ("dataset", paths.tokens(str(w.tokenizer)))}
+        if w.tokenizer
+        else {"corpus": ("dataset", paths.corpus_dataset)}
+    )
+    return Built(module, data, data_id=data_id, files={VOCAB_FILE: vocab_file}, inputs=source)
 
 
 def export(built: Built, out: Path) -> None:
@@ -352,4 +361,13 @@ WORD2VEC_FAMILY = Family(
     },
     export=export,
     evaluate=evaluate,
+    card=CardSpec(
+        pipeline_tag="feature-extraction",
+        library="gensim",
+        how_to_load=(
+            "from gensim.models import KeyedVectors\n\n"
+            'vectors = KeyedVectors.load_word2vec_format("{path}/vectors.bin", binary=True)\n'
+            'print(vectors.most_similar("king"))'
+        ),
+    ),
 )
