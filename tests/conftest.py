@@ -136,7 +136,12 @@ SAMPLE_PARAGRAPHS = [
 @pytest.fixture
 def text_corpus(tmp_path: Path) -> Path:
     """A small local corpus: two UTF-8 text files with blank-line separated paragraphs."""
-    root = tmp_path / "corpus_files"
+    return write_text_corpus(tmp_path)
+
+
+def write_text_corpus(parent: Path) -> Path:
+    """The ``text_corpus`` files under ``parent`` (for fixtures of a wider scope)."""
+    root = parent / "corpus_files"
     root.mkdir()
     for f in range(2):
         paras = [
@@ -220,3 +225,25 @@ def optim_config(**overrides: Any):
     from llmworks.training.optim import OptimConfig
 
     return typed(OptimConfig, preset("gpt", "default", "optim") | overrides, "gpt.optim")
+
+
+def make_data(root: Path) -> Path:
+    """A corpus, its three tokenizers and token shards under ``root``, made by the real
+    stages (``root / "data"``)."""
+    files = root / "corpus_files"
+    files.mkdir(parents=True)
+    for f in range(4):
+        paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 6)]
+        (files / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    args = [*stage_paths(root), *local_corpus_overrides(files), "corpus.sample_by=document"]
+    for stage in ("prepare_corpus", "train_tokenizer", "encode"):
+        proc = run_stage(stage, *args, env={"WANDB_MODE": "disabled"})
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return root
+
+
+@pytest.fixture(scope="session")
+def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data`` of a small corpus with its three tokenizers and token shards, made once
+    by the real stages for every test that trains; tests read it and never write into it."""
+    return make_data(tmp_path_factory.mktemp("prepared")) / "data"

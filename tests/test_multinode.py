@@ -73,10 +73,8 @@ def paths(data: Path, out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from test_training_recipe import make_data
-
-    return make_data(tmp_path_factory.mktemp("multinode")) / "data"
+def data(prepared_data: Path) -> Path:
+    return prepared_data
 
 
 # (family, per-process batch override, single-process batch override, tolerance)

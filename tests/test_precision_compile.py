@@ -15,10 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from test_training_recipe import make_data
-
-    return make_data(tmp_path_factory.mktemp("precision")) / "data"
+def data(prepared_data: Path) -> Path:
+    return prepared_data
 
 
 def train(family: str, data: Path, out: Path, *extra: str) -> dict:

@@ -8,12 +8,16 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import local_corpus_overrides, run_stage, stage_paths
+from conftest import local_corpus_overrides, run_stage, stage_paths, write_text_corpus
 
 
-@pytest.fixture
-def trained(tmp_path: Path, text_corpus: Path) -> tuple[Path, list[str]]:
-    overrides = [*stage_paths(tmp_path), *local_corpus_overrides(text_corpus)]
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Trained once for the module: the tests read it, or fail to replace it (the sweep,
+    which does replace bpe, comes last)."""
+    tmp_path = tmp_path_factory.mktemp("tokenizers")
+    corpus = write_text_corpus(tmp_path)
+    overrides = [*stage_paths(tmp_path), *local_corpus_overrides(corpus)]
     for script in ("prepare_corpus", "train_tokenizer"):
         result = run_stage(script, *overrides)
         assert result.returncode == 0, result.stderr

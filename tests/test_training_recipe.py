@@ -17,32 +17,15 @@ from llmworks.config import compose_config
 from llmworks.families import FAMILIES
 from llmworks.training.recipe import training_stage
 
-from conftest import REPO, local_corpus_overrides, run_stage, stage_paths
+from conftest import REPO, run_stage
 
 SMOKE = ["experiment=smoke", "logger=none"]
 FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_data(tmp_path_factory.mktemp("recipe"))
-
-
-def make_data(root: Path) -> Path:
-    """A corpus, its three tokenizers and token shards under ``root``, made by the real
-    stages (``root / "data"``)."""
-    from conftest import SAMPLE_PARAGRAPHS
-
-    files = root / "corpus_files"
-    files.mkdir()
-    for f in range(4):
-        paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 6)]
-        (files / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
-    args = [*stage_paths(root), *local_corpus_overrides(files), "corpus.sample_by=document"]
-    for stage in ("prepare_corpus", "train_tokenizer", "encode"):
-        proc = run_stage(stage, *args, env=FAST)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return root
+def data(prepared_data: Path) -> Path:
+    return prepared_data.parent
 
 
 def overrides(data: Path, out: Path, *extra: str) -> list[str]:

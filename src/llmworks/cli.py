@@ -28,6 +28,8 @@ QUIET_WARNINGS = (
     r"Checkpoint directory .* exists and is not empty",
     # resuming mid-epoch is handled: the samplers skip the batches already trained
     r"You're resuming from a checkpoint that ended before the epoch ended",
+    # validation metrics are reduced over the processes by their scorers (TokenMeans)
+    r"It is recommended to use `self.log\(.*sync_dist=True\)`",
 )
 
 

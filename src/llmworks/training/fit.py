@@ -209,9 +209,16 @@ def build_trainer(
             "in <family>.train (e.g. gpt.train.max_steps) and the hardware in trainer"
         )
     schedule = OmegaConf.to_container(schedule, resolve=True)
+    hardware: dict[str, Any] = {}
+    strategy = cfg.trainer.strategy
+    if isinstance(strategy, DictConfig) and strategy.get("data_parallel_size") == "auto":
+        # FSDP over every process (Lightning's "auto" would shard only across nodes)
+        node = OmegaConf.merge(strategy, {"data_parallel_size": world_size(cfg.trainer)})
+        hardware["strategy"] = _instantiate(node, "trainer.strategy")
     return _instantiate(
         cfg.trainer,
         "trainer",
+        **hardware,
         **schedule,
         callbacks=callbacks,
         logger=loggers,
@@ -222,6 +229,15 @@ def build_trainer(
 
 # set by torchrun, SLURM or Lightning's own launchers in every process of a multi-node job
 LAUNCHER_ENV = ("WORLD_SIZE", "NODE_RANK", "SLURM_NTASKS", "GROUP_RANK", "LOCAL_RANK")
+
+
+def world_size(trainer: DictConfig) -> int:
+    """Processes the trainer settings ask for: devices per node (-1/auto: all GPUs, or one
+    process on a CPU) times nodes."""
+    devices = trainer.devices
+    if not isinstance(devices, int) or devices < 0:
+        devices = torch.cuda.device_count() if trainer.accelerator in ("gpu", "cuda") else 1
+    return max(devices, 1) * int(trainer.num_nodes)
 
 
 def check_hardware(trainer: DictConfig) -> None:

@@ -62,6 +62,15 @@ class ScoredModule(L.LightningModule):
 
     model: torch.nn.Module
     scores: Any
+    fsdp: Any = None  # llmworks.training.sharding.FSDPConfig, set by the recipe
+
+    def configure_model(self) -> None:
+        """Under ``trainer=fsdp`` (a device mesh exists): shard the model, block by block."""
+        if self.device_mesh is not None and self.fsdp is not None:
+            from llmworks.training.sharding import is_sharded, shard
+
+            if not is_sharded(self.model):
+                shard(self.model, self.device_mesh["data_parallel"], self.fsdp)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self.scores.update(self.model, batch)

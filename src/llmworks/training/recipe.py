@@ -22,6 +22,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from llmworks.config import typed
 from llmworks.corpus import describe
 from llmworks.errors import LlmworksError
 from llmworks.export.model_card import CardSpec, write_card
@@ -30,6 +31,7 @@ from llmworks.paths import Paths
 from llmworks.tracking import experiment_group, finish_wandb, log_lineage
 from llmworks.training.fit import FitResult, fit
 from llmworks.training.logs import write_plots
+from llmworks.training.sharding import FSDPConfig, full_model
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,7 @@ def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     paths = Paths.from_config(cfg)
     built = family.build(cfg, paths)
+    built.module.fsdp = typed(FSDPConfig, cfg.fsdp, "fsdp")  # used under trainer=fsdp only
     result = fit(
         cfg,
         family.name,
@@ -103,8 +106,11 @@ def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
         built.data_id,
     )
     try:
+        # sharded (trainer=fsdp): every rank takes part in gathering the full weights
+        full = full_model(built.module.model, result.trainer.is_global_zero)
         if not result.trainer.is_global_zero:
             return result.metrics
+        built.module.model = full
         metrics = final_metrics(family, result)
         save_artifacts(family, built, paths.model(family.name), cfg, metrics)
         write_json(paths.metrics_json(family.name), metrics)

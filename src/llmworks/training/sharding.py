@@ -42,11 +42,17 @@ def shard(model: nn.Module, mesh, cfg: FSDPConfig) -> nn.Module:
         param_dtype=getattr(torch, cfg.param_dtype), reduce_dtype=getattr(torch, cfg.reduce_dtype)
     )
     blocks = getattr(model, "blocks", None)
-    if isinstance(blocks, nn.ModuleList):
-        for i, block in enumerate(blocks):
-            if cfg.activation_checkpointing:
-                block = blocks[i] = checkpoint_wrapper(block)
-            fully_shard(block, mesh=mesh, mp_policy=policy)
+    if not isinstance(blocks, nn.ModuleList):
+        from llmworks.errors import LlmworksError
+
+        raise LlmworksError(
+            f"trainer=fsdp shards transformer blocks; {type(model).__name__} has none "
+            "(its tables update in place): use trainer=ddp"
+        )
+    for i, block in enumerate(blocks):
+        if cfg.activation_checkpointing:
+            block = blocks[i] = checkpoint_wrapper(block)
+        fully_shard(block, mesh=mesh, mp_policy=policy)
     fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
 

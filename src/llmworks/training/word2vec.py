@@ -123,7 +123,9 @@ class Word2VecData(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed)
         noise = NegativeSampler(self.vocab.counts)(len(outputs) * self.negative, generator)
         negatives = noise.view(-1, self.negative)
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = (
+            (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        )
         # at least one batch per rank, and as many on each: every rank takes part in the sums
         n_batches = -(-max(-(-len(outputs) // self.cfg.batch_words), world) // world) * world
         size = -(-len(outputs) // n_batches)
