@@ -96,10 +96,93 @@ def test_local_json_and_parquet(tmp_path: Path, fmt: str) -> None:
         path
     ) if fmt == "jsonl" else datasets.Dataset.from_list(rows).to_parquet(path)
     corpus = OmegaConf.create(
-        {"source": "local", "data_files": str(path), "format": "auto", "text_field": "body"}
+        {
+            "source": "local",
+            "data_files": str(path),
+            "format": "auto",
+            "text_field": "body",
+            "split": {"by": "hash"},
+        }
     )
     ds = load_documents(corpus, tmp_path / "work")
     assert ds.column_names == ["text"] and ds["text"] == [r["body"] for r in rows]
+
+
+def _write_split_files(root: Path) -> dict[str, list[str]]:
+    """Three files of distinct paragraphs; one paragraph of the training file is repeated in
+    the test file (a source's own splits may overlap, and are kept as they are)."""
+    docs = {
+        split: [f"This {split} paragraph number {i} is about topic {i % 5}." for i in range(n)]
+        for split, n in (("train", 30), ("valid", 6), ("test", 5))
+    }
+    docs["test"].append(docs["train"][0])
+    for split, paragraphs in docs.items():
+        (root / f"{split}.txt").write_text("\n\n".join(paragraphs) + "\n", encoding="utf-8")
+    return docs
+
+
+def test_split_by_source_keeps_the_given_splits(tmp_path: Path) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    docs = _write_split_files(files)
+    by_source = [
+        "corpus=local",
+        "corpus.split.by=source",
+        f"corpus.data_files={{train:{files}/train.txt,valid:{files}/valid.txt,test:{files}/te*.txt}}",
+    ]
+    result = run_stage("prepare_corpus", *stage_paths(tmp_path / "a"), *by_source)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "a" / "data" / "corpus"
+    ds = datasets.load_from_disk(str(out / "dataset"))
+    assert ds["train"]["text"] == docs["train"]
+    assert ds["validation"]["text"] == docs["valid"]  # "valid" is the validation split
+    assert ds["test"]["text"] == docs["test"]  # the overlap with train is kept
+    stats = json.loads((out / "corpus_stats.json").read_text())
+    assert stats["source"]["split_by"] == "source"
+    assert stats["test"]["documents"] == 6
+
+    # the same text split by hash: every document where its hash puts it, duplicates dropped
+    by_hash = ["corpus=local", f"corpus.data_files={files}", "corpus.split.validation=0.2"]
+    result = run_stage("prepare_corpus", *stage_paths(tmp_path / "b"), *by_hash)
+    assert result.returncode == 0, result.stderr
+    hashed = datasets.load_from_disk(str(tmp_path / "b" / "data" / "corpus" / "dataset"))
+    every = {t for split in docs.values() for t in split}
+    assert sorted(t for s in hashed for t in hashed[s]["text"]) == sorted(every)
+    for split in hashed:
+        for text in hashed[split]["text"]:
+            assert assign_split(document_hash(text), 0.2, 0.05) == split
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["corpus.data_files={train:X/train.txt,test:X/test.txt}"], "corpus.split.by=source"),
+        (
+            ["corpus.split.by=source", "corpus.data_files={train:X/train.txt,test:X/test.txt}"],
+            "missing: ['validation']",
+        ),
+        (["corpus.split.by=source", "corpus.data_files=X"], "one entry per split"),
+        (
+            [
+                "corpus.split.by=source",
+                "corpus.data_files={train:X/train.txt,dev:X/valid.txt,"
+                "test:X/test.txt,extra:X/test.txt}",
+            ],
+            "['extra'] are not one of",
+        ),
+        (["corpus.split.by=random", "corpus.data_files=X"], "expected hash or source"),
+    ],
+)
+def test_split_modes_reject_what_they_cannot_honour(
+    tmp_path: Path, overrides: list[str], message: str
+) -> None:
+    files = tmp_path / "files"
+    files.mkdir()
+    _write_split_files(files)
+    overrides = [o.replace("X", str(files)) for o in overrides]
+    result = run_stage("prepare_corpus", *stage_paths(tmp_path), "corpus=local", *overrides)
+    _assert_user_error(result, message)
+    assert "Traceback" not in result.stderr
 
 
 def _assert_user_error(result, *needles: str) -> None:
@@ -160,6 +243,7 @@ def test_latin1_corpus_loads_with_its_encoding(tmp_path: Path) -> None:
             "sample_by": "paragraph",
             "encoding": "latin-1",
             "encoding_errors": "strict",
+            "split": {"by": "hash"},
         }
     )
     texts = load_documents(corpus, tmp_path / "work")["text"]

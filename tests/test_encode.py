@@ -13,14 +13,16 @@ from tokenizers import Tokenizer
 from llmworks.data.shards import open_shards
 from llmworks.errors import LlmworksError
 
-from conftest import local_corpus_overrides, run_stage, stage_paths
+from conftest import local_corpus_overrides, run_stage, stage_paths, write_text_corpus
 
 
-@pytest.fixture
-def encoded(tmp_path: Path, text_corpus: Path) -> Path:
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Encoded once for the module; the tests only read it."""
+    tmp_path = tmp_path_factory.mktemp("encoded")
     overrides = [
         *stage_paths(tmp_path),
-        *local_corpus_overrides(text_corpus),
+        *local_corpus_overrides(write_text_corpus(tmp_path)),
         "encode.batch_size=7",
     ]
     for script in ("prepare_corpus", "train_tokenizer", "encode"):
@@ -43,6 +45,10 @@ def test_shards_hold_every_document_in_order(encoded: Path) -> None:
             assert part.n_docs == len(texts) == meta["splits"][split]["docs"]
             assert part.n_tokens == meta["splits"][split]["tokens"]
             assert meta["splits"][split]["bytes"] == sum(len(t.encode()) for t in texts)
+            words = sum(len(t.split()) for t in texts)
+            assert meta["splits"][split]["words"] == words
+            text = shards.text_per_token(split)
+            assert text.words == pytest.approx((words + len(texts)) / part.n_tokens)
             for i in range(len(texts)):  # every document, across batch boundaries
                 expected = tok.encode(texts[i], add_special_tokens=False).ids
                 assert part.document(i).tolist() == expected

@@ -17,6 +17,7 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from llmworks.data.mlm import IGNORE_INDEX, MLMCollator
+from llmworks.data.shards import TextPerToken
 from llmworks.evaluation.embedders import (
     bag_of_words_embedder,
     transformer_embedder,
@@ -50,10 +51,10 @@ def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ----------------------------------------------------------------------------- test losses
 
 
-def causal_lm_metrics(model, windows, batch_size, bytes_per_token, max_batches=None):
+def causal_lm_metrics(model, windows, batch_size, text_per_token, max_batches=None):
     """The evaluate stage's GPT test scores over ``windows``."""
     loader = DataLoader(windows, batch_size=batch_size, shuffle=False)
-    scores = NextTokenScores(bytes_per_token, moe=False)
+    scores = NextTokenScores(text_per_token, moe=False)
     return {f"test_{k}": v for k, v in score_batches(model, scores, loader, max_batches).items()}
 
 
@@ -71,7 +72,7 @@ def test_causal_lm_metrics_equal_hf_loss(bpe_json: Path, tmp_path: Path) -> None
     g = torch.Generator().manual_seed(0)
     seqs = torch.randint(0, vocab, (5, 17), generator=g)
     windows = [(s[:-1], s[1:]) for s in seqs]  # 5 windows in batches of 2: the last is partial
-    got = causal_lm_metrics(model, windows, batch_size=2, bytes_per_token=3.0)
+    got = causal_lm_metrics(model, windows, 2, TextPerToken(bytes=3.0, words=0.8))
     with torch.no_grad():
         logits = hf(seqs[:, :-1]).logits
     want = F.cross_entropy(logits.flatten(0, 1), seqs[:, 1:].flatten()).item()
@@ -79,10 +80,12 @@ def test_causal_lm_metrics_equal_hf_loss(bpe_json: Path, tmp_path: Path) -> None
     assert got["test_tokens"] == 5 * 16
     assert got["test_ppl"] == pytest.approx(math.exp(got["test_loss"]))
     assert got["test_bpb"] == pytest.approx(got["test_loss"] / math.log(2) / 3.0)
+    # 0.8 words per token: a word costs 1.25 tokens' loss
+    assert got["test_word_ppl"] == pytest.approx(math.exp(got["test_loss"] * 1.25))
 
     first = causal_lm_metrics(model, windows, 2, None, max_batches=1)
     want_first = F.cross_entropy(logits[:2].flatten(0, 1), seqs[:2, 1:].flatten()).item()
-    assert first["test_tokens"] == 32 and "test_bpb" not in first
+    assert first["test_tokens"] == 32 and "test_bpb" not in first and "test_word_ppl" not in first
     assert first["test_loss"] == pytest.approx(want_first, abs=1e-5)
 
 

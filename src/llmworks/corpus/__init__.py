@@ -11,4 +11,5 @@ from omegaconf import DictConfig, OmegaConf
 def describe(corpus: DictConfig) -> dict[str, Any]:
     """The parts of the corpus config that identify the source, for stats and logs."""
     keys = ("name", "source", "path", "config_name", "data_files", "max_documents")
-    return {k: OmegaConf.to_container(corpus, resolve=True).get(k) for k in keys}  # type: ignore[union-attr]
+    plain: dict[str, Any] = OmegaConf.to_container(corpus, resolve=True)  # type: ignore[assignment]
+    return {k: plain.get(k) for k in keys} | {"split_by": plain["split"]["by"]}

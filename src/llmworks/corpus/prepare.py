@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from omegaconf import DictConfig
 
 from llmworks.corpus import describe
 from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize_text
-from llmworks.corpus.sources import load_documents
+from llmworks.corpus.sources import load_documents, split_mode
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
@@ -41,7 +42,8 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
     failure leaves the previous corpus untouched.
     """
     corpus = cfg.corpus
-    fractions = split_fractions(corpus)
+    by_source = split_mode(corpus) == "source"
+    fractions = {} if by_source else split_fractions(corpus)
     paths = Paths.from_config(cfg)
     out = paths.corpus
     out.mkdir(parents=True, exist_ok=True)
@@ -52,11 +54,11 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
             _normalize_batch,
             batched=True,
             desc="normalize",
-            fn_kwargs={"val": fractions["validation"], "test": fractions["test"]},
+            fn_kwargs={"fractions": fractions},
         )
         docs = _drop_empty_and_duplicates(docs)
         if corpus.max_documents:
-            docs = docs.select(range(min(int(corpus.max_documents), len(docs))))
+            docs = _first_documents(docs, int(corpus.max_documents), per_split=by_source)
         if len(docs) == 0:
             raise LlmworksError(f"corpus {corpus.name!r} has no non-empty documents")
         dataset = datasets.DatasetDict(
@@ -71,6 +73,10 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
             }
         )
         for name, part in dataset.items():
+            if len(part) == 0 and by_source:
+                raise LlmworksError(
+                    f"the {name} split of corpus {corpus.name!r} has no non-empty documents"
+                )
             if len(part) == 0:
                 raise LlmworksError(
                     f"the {name} split is empty: {len(docs)} documents are too few for "
@@ -87,6 +93,20 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
         log_lineage(run, cfg, {}, {"corpus": ("dataset", paths.corpus_dataset)}, stats["source"])
     log.info("corpus: %s", json.dumps({s: stats[s] for s in SPLITS}))
     return stats
+
+
+def _first_documents(docs: datasets.Dataset, cap: int, per_split: bool) -> datasets.Dataset:
+    """The first ``cap`` documents, or the first ``cap`` of each split the source gave (so a
+    capped official split keeps its validation and test text)."""
+    if not per_split:
+        return docs.select(range(min(cap, len(docs))))
+    taken: Counter[str] = Counter()
+    keep = []
+    for i, split in enumerate(docs["split"]):
+        if taken[split] < cap:
+            taken[split] += 1
+            keep.append(i)
+    return docs.select(keep)
 
 
 def split_fractions(corpus: DictConfig) -> dict[str, float]:
@@ -114,23 +134,27 @@ def split_fractions(corpus: DictConfig) -> dict[str, float]:
     return fractions
 
 
-def _normalize_batch(batch: dict[str, list], val: float, test: float) -> dict[str, list]:
+def _normalize_batch(batch: dict[str, list], fractions: dict[str, float]) -> dict[str, list]:
+    """Normalized text, its hash and its split: the source's (``split.by=source``, a
+    ``split`` column already there) or the hash's."""
     texts = [normalize_text(t or "") for t in batch["text"]]
     digests = [document_hash(t) for t in texts]
-    return {
-        "text": texts,
-        "hash": digests,
-        "split": [assign_split(d, val, test) for d in digests],
-    }
+    splits = batch.get("split") or [
+        assign_split(d, fractions["validation"], fractions["test"]) for d in digests
+    ]
+    return {"text": texts, "hash": digests, "split": splits}
 
 
 def _drop_empty_and_duplicates(docs: datasets.Dataset) -> datasets.Dataset:
-    """Keep the first occurrence of each distinct non-empty document."""
+    """Keep the first occurrence of each distinct non-empty document within its split (with
+    hash splitting a document's split follows from its text, so this is corpus-wide; a
+    source's own splits are kept as the source made them)."""
     nonempty = docs.filter(
         lambda b: [bool(t) for t in b], batched=True, input_columns="text", desc="drop empty"
     )
-    seen: set[str] = set()
-    keep = [i for i, h in enumerate(nonempty["hash"]) if not (h in seen or seen.add(h))]
+    seen: set[tuple[str, str]] = set()
+    keys = zip(nonempty["split"], nonempty["hash"], strict=True)
+    keep = [i for i, key in enumerate(keys) if not (key in seen or seen.add(key))]
     dropped = len(docs) - len(keep)
     if dropped:
         log.info("dropped %d empty or duplicate documents", dropped)

@@ -30,22 +30,88 @@ LOCAL_HINT = (
 )
 
 
+# What a source calls its splits -> ours (``corpus.split.by=source``).
+SOURCE_SPLIT_NAMES = {
+    "train": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "dev": "validation",
+    "test": "test",
+}
+
+
+def split_mode(corpus: DictConfig) -> str:
+    """``corpus.split.by``: ``hash`` (assign each document by its hash; single-source text)
+    or ``source`` (keep the corpus's own train/validation/test, so published numbers compare)."""
+    mode = corpus.split.by
+    if mode not in ("hash", "source"):
+        raise LlmworksError(f"corpus.split.by={mode!r}: expected hash or source")
+    named = isinstance(corpus.get("data_files"), dict | DictConfig)
+    if mode == "hash" and named:
+        raise LlmworksError(
+            "corpus.data_files names its splits; set corpus.split.by=source to keep them, or "
+            "give one file, directory or glob to split by document hash"
+        )
+    if mode == "source" and corpus.source == "embedded":
+        raise LlmworksError(
+            f"corpus {corpus.name!r} has no splits of its own; use corpus.split.by=hash"
+        )
+    if mode == "source" and corpus.source == "local" and not named:
+        raise LlmworksError(
+            "corpus.split.by=source with a local corpus needs one entry per split: "
+            "corpus.data_files='{train:a.txt,validation:b.txt,test:c.txt}'"
+        )
+    return mode
+
+
 def load_documents(corpus: DictConfig, work_dir: str | Path) -> datasets.Dataset:
-    """Load the configured corpus as a ``Dataset`` with one ``text`` column, in source order.
+    """Load the configured corpus as a ``Dataset`` with a ``text`` column, in source order;
+    with ``corpus.split.by=source`` also a ``split`` column (train, validation or test) that
+    the source assigned.
 
     Local and embedded sources are cached under ``work_dir`` (a scratch directory the caller
     owns, so no stale cache outlives the run); hub downloads use the datasets cache.
     """
     source = corpus.source
+    by_source = split_mode(corpus) == "source"
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     if source == "embedded":
         jsonl = wiki_sample.write_jsonl(Path(work_dir) / "wiki_sample.jsonl")
-        return _load_local([str(jsonl)], corpus, cache_dir=str(work_dir))
+        return _load_local({"train": [str(jsonl)]}, corpus, str(work_dir), by_source)
     if source == "local":
-        return _load_local(_resolve_files(corpus.data_files), corpus, cache_dir=str(work_dir))
+        files = (
+            {name: _resolve_files(pattern) for name, pattern in corpus.data_files.items()}
+            if by_source
+            else {"train": _resolve_files(corpus.data_files)}
+        )
+        return _load_local(files, corpus, str(work_dir), by_source)
     if source == "hub":
-        return _load_hub(corpus)
+        return _load_hub(corpus, by_source)
     raise LlmworksError(f"corpus.source must be embedded, local or hub, not {source!r}")
+
+
+def _own_splits(parts: dict[str, datasets.Dataset], where: str) -> datasets.Dataset:
+    """A source's named splits as one ``Dataset`` with our split name in a ``split`` column;
+    every one of train, validation and test must be there (each later stage needs all)."""
+    unknown = sorted(set(parts) - set(SOURCE_SPLIT_NAMES))
+    if unknown:
+        raise LlmworksError(
+            f"{where} has splits {sorted(parts)}; {unknown} are not one of "
+            f"{sorted(SOURCE_SPLIT_NAMES)} (name them train, validation and test)"
+        )
+    ours = {SOURCE_SPLIT_NAMES[name] for name in parts}
+    missing = [s for s in ("train", "validation", "test") if s not in ours]
+    if missing or len(ours) != len(parts):
+        raise LlmworksError(
+            f"{where} has splits {sorted(parts)}, not one each of train, validation and test "
+            f"(missing: {missing or 'none; two names map to one split'}); give all three or "
+            "use corpus.split.by=hash to split by document hash"
+        )
+    tagged = [
+        part.add_column("split", [SOURCE_SPLIT_NAMES[name]] * len(part))
+        for name, part in parts.items()
+    ]
+    return datasets.concatenate_datasets(tagged)
 
 
 def _resolve_files(data_files: Any) -> list[str]:
@@ -81,8 +147,11 @@ def _loader_for(files: list[str], fmt: str) -> str:
     return loaders.pop()
 
 
-def _load_local(files: list[str], corpus: DictConfig, cache_dir: str) -> datasets.Dataset:
-    loader = _loader_for(files, corpus.format)
+def _load_local(
+    files: dict[str, list[str]], corpus: DictConfig, cache_dir: str, by_source: bool
+) -> datasets.Dataset:
+    every_file = [f for names in files.values() for f in names]
+    loader = _loader_for(every_file, corpus.format)
     kwargs: dict[str, Any] = {}
     if loader == "text":
         kwargs = dict(
@@ -91,12 +160,11 @@ def _load_local(files: list[str], corpus: DictConfig, cache_dir: str) -> dataset
             encoding_errors=corpus.encoding_errors,
         )
     try:
-        ds = datasets.load_dataset(
-            loader, data_files=files, split="train", cache_dir=cache_dir, **kwargs
-        )
+        loaded = datasets.load_dataset(loader, data_files=files, cache_dir=cache_dir, **kwargs)
     except Exception as exc:
-        raise LlmworksError(_explain_local_failure(exc, files)) from exc
-    return _select_text(ds, corpus.text_field)
+        raise LlmworksError(_explain_local_failure(exc, every_file)) from exc
+    parts = {name: _select_text(part, corpus.text_field) for name, part in loaded.items()}
+    return _own_splits(parts, "corpus.data_files") if by_source else parts["train"]
 
 
 def _explain_local_failure(exc: BaseException, files: list[str]) -> str:
@@ -140,7 +208,7 @@ def _hub_offline() -> bool:
     return flag.upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _load_hub(corpus: DictConfig) -> datasets.Dataset:
+def _load_hub(corpus: DictConfig, by_source: bool) -> datasets.Dataset:
     name = f"{corpus.path}" + (f" ({corpus.config_name})" if corpus.get("config_name") else "")
     if not _hub_offline() and not _hub_reachable():
         raise LlmworksError(
@@ -151,26 +219,47 @@ def _load_hub(corpus: DictConfig) -> datasets.Dataset:
     splits = list(splits) if splits else None
     try:
         if corpus.get("streaming"):
-            return _load_streaming(corpus, splits)
-        loaded = datasets.load_dataset(corpus.path, corpus.get("config_name"), split=None)
+            names = splits or (list(SOURCE_SPLIT_NAMES) if by_source else ["train"])
+            parts = _load_streaming(corpus, names, every_split=by_source)
+        else:
+            loaded = datasets.load_dataset(corpus.path, corpus.get("config_name"), split=None)
+            parts = {s: loaded[s] for s in (splits or list(loaded))}
+    except LlmworksError:
+        raise
     except Exception as exc:
         raise LlmworksError(f"could not load hub corpus {name}: {exc}. {LOCAL_HINT}") from exc
-    parts = [loaded[s] for s in (splits or list(loaded))]
-    ds = datasets.concatenate_datasets([_select_text(p, corpus.text_field) for p in parts])
-    if corpus.get("grouping") == "wikitext_articles":
-        ds = datasets.Dataset.from_generator(
-            _group_wikitext, gen_kwargs={"lines": ds["text"]}, keep_in_memory=True
-        )
-    return ds
+    parts = {s: _grouped(_select_text(p, corpus.text_field), corpus) for s, p in parts.items()}
+    if by_source:
+        return _own_splits(parts, f"hub corpus {name}")
+    return datasets.concatenate_datasets(list(parts.values()))
 
 
-def _load_streaming(corpus: DictConfig, splits: list[str] | None) -> datasets.Dataset:
-    """Stream a large hub corpus and keep its first ``max_documents`` documents."""
+def _grouped(ds: datasets.Dataset, corpus: DictConfig) -> datasets.Dataset:
+    """Rows regrouped into documents where the source stores lines (per split, so an
+    article never straddles two splits)."""
+    if corpus.get("grouping") != "wikitext_articles":
+        return ds
+    return datasets.Dataset.from_generator(
+        _group_wikitext, gen_kwargs={"lines": ds["text"]}, keep_in_memory=True
+    )
+
+
+def _load_streaming(
+    corpus: DictConfig, names: list[str], every_split: bool
+) -> dict[str, datasets.Dataset]:
+    """Stream a large hub corpus and keep the first ``max_documents`` documents of the first
+    split in ``names`` or, with ``every_split``, of each one the corpus has."""
     cap = corpus.get("max_documents")
     if not cap:
         raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
+    available = datasets.get_dataset_split_names(corpus.path, corpus.get("config_name"))
+    wanted = [n for n in names if n in available] if every_split else names[:1]
+    return {n: _stream_head(corpus, n, int(cap)) for n in wanted}
+
+
+def _stream_head(corpus: DictConfig, split: str, cap: int) -> datasets.Dataset:
     stream = datasets.load_dataset(
-        corpus.path, corpus.get("config_name"), split=(splits or ["train"])[0], streaming=True
+        corpus.path, corpus.get("config_name"), split=split, streaming=True
     )
     field = corpus.text_field
 
@@ -178,7 +267,7 @@ def _load_streaming(corpus: DictConfig, splits: list[str] | None) -> datasets.Da
         for i, row in enumerate(stream):
             if i >= cap:
                 return
-            yield {"text": row[field]}
+            yield {field: row[field]}
 
     return datasets.Dataset.from_generator(take, keep_in_memory=True)
 

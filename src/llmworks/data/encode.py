@@ -42,9 +42,9 @@ def encode_split(
     batch_size: int,
 ) -> dict[str, Any]:
     """Tokenize one split into ``out_bin`` (each document followed by ``separator_id``) and
-    its ``.offsets.npy``; returns the split's token, document and byte counts."""
+    its ``.offsets.npy``; returns the split's token, document, byte and word counts."""
     offsets = [np.zeros(1, dtype=np.int64)]
-    n_tokens = n_bytes = 0
+    n_tokens = n_bytes = n_words = 0
     last_report = time.monotonic()
     with out_bin.open("wb") as f:
         for start in range(0, len(split), batch_size):
@@ -60,11 +60,12 @@ def encode_split(
             offsets.append(n_tokens + ends)
             n_tokens += len(ids)
             n_bytes += sum(len(t.encode("utf-8")) for t in texts)
+            n_words += sum(len(t.split()) for t in texts)
             if time.monotonic() - last_report > PROGRESS_SECONDS:
                 log.info("encode %s: %d / %d documents", out_bin.stem, start + len(texts), len(split))
                 last_report = time.monotonic()
     np.save(out_bin.with_suffix(".offsets.npy"), np.concatenate(offsets))
-    return {"tokens": n_tokens, "docs": len(split), "bytes": n_bytes}
+    return {"tokens": n_tokens, "docs": len(split), "bytes": n_bytes, "words": n_words}
 
 
 def encode_corpus(

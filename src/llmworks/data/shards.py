@@ -57,6 +57,17 @@ class SplitTokens:
 
 
 @dataclass(frozen=True)
+class TextPerToken:
+    """Text per token of one split, to restate a loss in nats/token in units that do not
+    depend on the tokenizer: UTF-8 bytes (bits per byte) and words (word-level perplexity, as
+    WikiText papers report it: whitespace-separated words plus one end-of-document per
+    document, the counterpart of their ``<eos>``)."""
+
+    bytes: float
+    words: float | None  # None for shards encoded before words were counted
+
+
+@dataclass(frozen=True)
 class TokenShards:
     """All splits of one tokenizer's encoded corpus."""
 
@@ -77,10 +88,14 @@ class TokenShards:
         resumes only on the data it started on."""
         return hashlib.sha256(json.dumps(self.meta, sort_keys=True).encode()).hexdigest()
 
-    @property
-    def bytes_per_token(self) -> dict[str, float]:
-        """UTF-8 bytes of text per token in each split: turns nats/token into bits/byte."""
-        return {s: v["bytes"] / max(v["tokens"], 1) for s, v in self.meta["splits"].items()}
+    def text_per_token(self, split: str) -> TextPerToken | None:
+        """Bytes and words of ``split``'s text per token (None for a split not encoded)."""
+        counts = self.meta["splits"].get(split)
+        if counts is None:
+            return None
+        tokens = max(counts["tokens"], 1)
+        words = counts["words"] + counts["docs"] if "words" in counts else None
+        return TextPerToken(counts["bytes"] / tokens, words / tokens if words else None)
 
     def split(self, name: str) -> SplitTokens:
         if name not in self.meta["splits"]:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from llmworks.data.shards import TokenShards, open_shards
+from llmworks.data.shards import TextPerToken, TokenShards, open_shards
 from llmworks.errors import LlmworksError
 
 
@@ -143,11 +143,10 @@ class WindowDataModule(L.LightningDataModule):
             self.shards_root / f"{split}.bin", self.shards.meta["dtype"], starts, self.block_size
         )
 
-    @property
-    def bytes_per_token(self) -> dict[str, float]:
+    def text_per_token(self, split: str) -> TextPerToken | None:
         if self.shards is None:
             self.shards = open_shards(self.shards_root, self.tokenizer_json)
-        return self.shards.bytes_per_token
+        return self.shards.text_per_token(split)
 
     def _rank_world(self) -> tuple[int, int]:
         trainer = self.trainer

@@ -126,13 +126,16 @@ class Evaluation:
         model = model_cls.load(model_dir, str(self.device)).eval()
         return model, Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
 
-    def test_scores(self, family: str, model: nn.Module, scores: Any, batches: Iterable) -> None:
+    def test_scores(
+        self, family: str, model: nn.Module, scores: Any, batches: Iterable, note: str = ""
+    ) -> None:
         """The family's validation scorer over the test split's first
-        ``evaluate.max_test_batches`` batches, recorded as ``<family>.test_*``."""
+        ``evaluate.max_test_batches`` batches, recorded as ``<family>.test_*``; ``note`` says
+        what the figures depend on (for the table's caption)."""
         limit = self.cfg.evaluate.max_test_batches
         results = score_batches(model, scores, batches, limit, self.device)
         self.metrics[family] = {f"test_{k}": v for k, v in results.items()}
-        self.metrics_table(family, "On the test split")
+        self.metrics_table(family, "On the test split" + (f" ({note})" if note else ""))
 
     def samples(self, family: str, model: nn.Module, tokenizer: Tokenizer) -> None:
         """Greedy and seeded continuations of the fixed prompts (``evaluate.samples``)."""

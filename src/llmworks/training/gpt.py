@@ -20,7 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.config import typed
-from llmworks.data.shards import open_shards
+from llmworks.data.shards import TextPerToken, open_shards
 from llmworks.data.windows import WindowDataConfig, WindowDataModule
 from llmworks.export.model_card import CardSpec
 from llmworks.models.gpt import GPT, GPTConfig
@@ -33,12 +33,13 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class NextTokenScores(TokenMeans):
-    """Mean next-token loss over windows, and what follows from it: perplexity, bits per
-    byte, and the MoE balance loss. Validation (``val_*``) and the test split (``test_*``)."""
+    """Mean next-token loss over windows, and what follows from it: perplexity (per token of
+    this tokenizer), bits per byte and word-level perplexity (both comparable across
+    tokenizers), and the MoE balance loss. Validation (``val_*``) and test (``test_*``)."""
 
-    def __init__(self, bytes_per_token: float | None, moe: bool):
+    def __init__(self, text: TextPerToken | None, moe: bool):
         super().__init__("loss", "aux_loss")
-        self.bytes_per_token, self.moe = bytes_per_token, moe
+        self.text, self.moe = text, moe
 
     def update(self, model: GPT, batch: Batch) -> None:  # type: ignore[override]
         x, y = batch
@@ -49,8 +50,10 @@ class NextTokenScores(TokenMeans):
     def results(self) -> dict[str, float]:
         s = self.compute()
         out = {"loss": s["loss"], "ppl": perplexity(s["loss"]), "tokens": int(s["count"])}
-        if self.bytes_per_token:
-            out["bpb"] = bits_per_byte(s["loss"], self.bytes_per_token)
+        if self.text is not None:
+            out["bpb"] = bits_per_byte(s["loss"], self.text.bytes)
+        if self.text is not None and self.text.words:
+            out["word_ppl"] = perplexity(s["loss"] / self.text.words)
         if self.moe:
             out["aux_loss"] = s["aux_loss"]
         return out
@@ -61,7 +64,7 @@ class CausalLM(ScoredModule):
         self,
         config: GPTConfig,
         optim: OptimConfig,
-        bytes_per_token: float | None,
+        text: TextPerToken | None,
         compile: bool,
     ):
         super().__init__()
@@ -69,8 +72,8 @@ class CausalLM(ScoredModule):
         self.model = GPT(config)
         self.optim = optim
         self.compile_model = compile
-        # bytes per token of the validation split, for val_bpb
-        self.scores = NextTokenScores(bytes_per_token, moe=config.mlp == "moe")
+        # text per token of the validation split, for val_bpb and val_word_ppl
+        self.scores = NextTokenScores(text, moe=config.mlp == "moe")
         self.flops_per_batch: float | None = None  # read by Lightning's ThroughputMonitor
 
     @property
@@ -78,6 +81,7 @@ class CausalLM(ScoredModule):
         return self.model.config
 
     def configure_model(self) -> None:
+        super().configure_model()  # shards first under trainer=fsdp
         if self.compile_model and not getattr(self, "_compiled", False):
             self.model.compile()  # in place: parameter names (and checkpoints) stay the same
             self._compiled = True
@@ -118,7 +122,7 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     module = CausalLM(
         config,
         typed(OptimConfig, g.optim, "gpt.optim"),
-        shards.bytes_per_token.get("validation"),
+        shards.text_per_token("validation"),
         bool(g.compile),
     )
     return Built(
@@ -157,8 +161,18 @@ def evaluate(ev: Any) -> None:
         typed(WindowDataConfig, g.data, "gpt.data"),
         int(ev.cfg.seed),
     )
-    scores = NextTokenScores(data.bytes_per_token.get("test"), moe=model.config.mlp == "moe")
-    ev.test_scores("gpt", model, scores, data.test_dataloader())
+    scores = NextTokenScores(data.text_per_token("test"), moe=model.config.mlp == "moe")
+    ev.test_scores(
+        "gpt",
+        model,
+        scores,
+        data.test_dataloader(),
+        note=(
+            f"loss (nats) and ppl are per token of the {g.tokenizer} tokenizer; bpb (bits per "
+            "UTF-8 byte) and word_ppl (per whitespace-separated word, plus one end-of-document "
+            "per document as WikiText counts <eos>) do not depend on the tokenizer"
+        ),
+    )
     ev.samples("gpt", model, tok)
     ev.attention("gpt", model, tok, "GPT attention (causal)", max_len=model.config.block_size)
     ev.embedder("gpt_mean", model, tok, max_len=model.config.block_size)
@@ -169,7 +183,7 @@ GPT_FAMILY = Family(
     title="GPT (causal LM)",
     build=build,
     monitor="val_loss",
-    metrics=("val_loss", "val_ppl", "val_bpb", "val_aux_loss"),
+    metrics=("val_loss", "val_ppl", "val_bpb", "val_word_ppl", "val_aux_loss"),
     plots={
         "train": {
             "train_loss": "train_loss",
