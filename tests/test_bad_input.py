@@ -37,6 +37,8 @@ CASES = [
     Case("one huge line, no newline", "prepare_corpus", ("corpus.data_files={files}/huge.txt",), "split is empty"),
     Case("empty validation split", "prepare_corpus", ("corpus.split.validation=0",), "must not be empty"),
     Case("non-numeric split", "prepare_corpus", ("corpus.split.test=abc",), "expected a fraction"),
+    Case("split files, hash splitting", "prepare_corpus", ("corpus.data_files={train:{files}/latin1.txt,test:{files}/latin1.txt}",), "set corpus.split.by=source"),
+    Case("own splits without a test file", "prepare_corpus", ("corpus.split.by=source", "corpus.data_files={train:{files}/latin1.txt,validation:{files}/latin1.txt}"), "missing: ['test']"),
     Case("vocabulary below the alphabet", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.vocab_size=100"), "raise vocab_size"),
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
     Case("vocabulary of 10", "train_tokenizer", ("+only=wordpiece", "tokenizers.wordpiece.vocab_size=10"), "raise vocab_size"),

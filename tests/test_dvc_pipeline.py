@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,14 @@ def test_a_run_is_shared_through_a_dvc_remote(repo: Path, tmp_path: Path) -> Non
     sh("git", "add", "-A", cwd=repo)
     sh("git", "-c", "user.email=ci@llmworks", "-c", "user.name=ci", "commit", "-qm", "smoke",
        cwd=repo)  # fmt: skip
+    # a remote that does not exist: DVC's one line, and the workspace's outputs stay
+    model = (repo / "models/gpt/hf/model.safetensors").read_bytes()
+    wrong = subprocess.run(
+        ["dvc", "push", "-r", "nosuch"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert wrong.returncode != 0 and "remote 'nosuch' doesn't exist" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
+    assert (repo / "models/gpt/hf/model.safetensors").read_bytes() == model
     sh("dvc", "push", cwd=repo)
     clone = tmp_path / "clone"
     sh("git", "clone", "-q", str(repo), str(clone), cwd=tmp_path)

@@ -64,6 +64,25 @@ def split_mode(corpus: DictConfig) -> str:
     return mode
 
 
+def check_split_names(names: list[str], where: str) -> None:
+    """A source's own splits must be one each of train, validation and test (every later
+    stage needs all three), under names we know."""
+    unknown = sorted(set(names) - set(SOURCE_SPLIT_NAMES))
+    if unknown:
+        raise LlmworksError(
+            f"{where} has splits {sorted(names)}; {unknown} are not one of "
+            f"{sorted(SOURCE_SPLIT_NAMES)} (name them train, validation and test)"
+        )
+    ours = {SOURCE_SPLIT_NAMES[name] for name in names}
+    missing = [s for s in ("train", "validation", "test") if s not in ours]
+    if missing or len(ours) != len(names):
+        raise LlmworksError(
+            f"{where} has splits {sorted(names)}, not one each of train, validation and test "
+            f"(missing: {missing or 'none; two names map to one split'}); give all three or "
+            "use corpus.split.by=hash to split by document hash"
+        )
+
+
 def load_documents(corpus: DictConfig, work_dir: str | Path) -> datasets.Dataset:
     """Load the configured corpus as a ``Dataset`` with a ``text`` column, in source order;
     with ``corpus.split.by=source`` also a ``split`` column (train, validation or test) that
@@ -79,6 +98,8 @@ def load_documents(corpus: DictConfig, work_dir: str | Path) -> datasets.Dataset
         jsonl = wiki_sample.write_jsonl(Path(work_dir) / "wiki_sample.jsonl")
         return _load_local({"train": [str(jsonl)]}, corpus, str(work_dir), by_source)
     if source == "local":
+        if by_source:  # before reading any file
+            check_split_names(list(corpus.data_files), "corpus.data_files")
         files = (
             {name: _resolve_files(pattern) for name, pattern in corpus.data_files.items()}
             if by_source
@@ -91,22 +112,8 @@ def load_documents(corpus: DictConfig, work_dir: str | Path) -> datasets.Dataset
 
 
 def _own_splits(parts: dict[str, datasets.Dataset], where: str) -> datasets.Dataset:
-    """A source's named splits as one ``Dataset`` with our split name in a ``split`` column;
-    every one of train, validation and test must be there (each later stage needs all)."""
-    unknown = sorted(set(parts) - set(SOURCE_SPLIT_NAMES))
-    if unknown:
-        raise LlmworksError(
-            f"{where} has splits {sorted(parts)}; {unknown} are not one of "
-            f"{sorted(SOURCE_SPLIT_NAMES)} (name them train, validation and test)"
-        )
-    ours = {SOURCE_SPLIT_NAMES[name] for name in parts}
-    missing = [s for s in ("train", "validation", "test") if s not in ours]
-    if missing or len(ours) != len(parts):
-        raise LlmworksError(
-            f"{where} has splits {sorted(parts)}, not one each of train, validation and test "
-            f"(missing: {missing or 'none; two names map to one split'}); give all three or "
-            "use corpus.split.by=hash to split by document hash"
-        )
+    """A source's named splits as one ``Dataset`` with our split name in a ``split`` column."""
+    check_split_names(list(parts), where)
     tagged = [
         part.add_column("split", [SOURCE_SPLIT_NAMES[name]] * len(part))
         for name, part in parts.items()
