@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -218,6 +219,10 @@ def _check_evaluation_and_report(repo: Path) -> None:
     ev = json.loads((repo / "metrics" / "evaluation.json").read_text())
     assert set(ev) == {"tokenizers", "word2vec", "bert", "gpt", "representations"}
     assert ev["gpt"]["test_bpb"] > 0 and ev["gpt"]["test_tokens"] > 0
+    # word-level perplexity: the test loss per word of the test split (+1 per document)
+    test = json.loads((repo / "data/tokens/bpe/meta.json").read_text())["splits"]["test"]
+    per_word = ev["gpt"]["test_loss"] * test["tokens"] / (test["words"] + test["docs"])
+    assert ev["gpt"]["test_word_ppl"] == pytest.approx(math.exp(per_word), rel=1e-6)
     assert ev["bert"]["test_tokens"] > 0 and 0 <= ev["bert"]["test_mlm_acc"] <= 1
     assert set(ev["representations"]) == {
         "bow_counts",

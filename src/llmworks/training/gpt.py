@@ -167,11 +167,7 @@ def evaluate(ev: Any) -> None:
         model,
         scores,
         data.test_dataloader(),
-        note=(
-            f"loss (nats) and ppl are per token of the {g.tokenizer} tokenizer; bpb (bits per "
-            "UTF-8 byte) and word_ppl (per whitespace-separated word, plus one end-of-document "
-            "per document as WikiText counts <eos>) do not depend on the tokenizer"
-        ),
+        note=f"loss, ppl: per {g.tokenizer} token; bpb, word_ppl: any tokenizer",
     )
     ev.samples("gpt", model, tok)
     ev.attention("gpt", model, tok, "GPT attention (causal)", max_len=model.config.block_size)
