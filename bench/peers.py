@@ -31,18 +31,17 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_gpt import machine  # the benches' one machine line (bench/ is on sys.path)
 
 from llmworks.config import compose_config, typed
 from llmworks.data.mlm import IGNORE_INDEX, MLMData, MLMDataConfig
@@ -56,20 +55,6 @@ from llmworks.training.gpt import build as build_gpt
 from llmworks.training.optim import OptimConfig
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def machine() -> str:
-    cpu = platform.machine()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        names = [
-            ln.split(":", 1)[1].strip()
-            for ln in info.read_text().splitlines()
-            if "model name" in ln
-        ]
-        cpu = names[0] if names else cpu
-    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU {cpu}"
-    return f"{dev}, {os.cpu_count()} cores, torch {torch.__version__}, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
 
 
 def run_ours(family: str, overrides: list[str], out: Path) -> float:
