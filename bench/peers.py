@@ -11,9 +11,11 @@ the same shape on the same token shards for that many seconds of pure training (
 start: it pays for no start-up, validation or export), and both are scored by the same
 code on the whole test split:
 
-- BERT: both models as Hugging Face ``BertForMaskedLM`` (ours through its own export), on
-  the test split's sequences masked once with the validation seed: masked-token accuracy and
-  loss. The peer is trained by HF ``Trainer`` with ``DataCollatorForLanguageModeling``
+- BERT: both models as Hugging Face masked LMs (ours through its own export:
+  ``RoFormerForMaskedLM`` for the rotary default, ``BertForMaskedLM`` with learned
+  positions), on the test split's sequences masked once with the validation seed at
+  ``eval_mask_rate``: masked-token accuracy and loss. The peer is ``BertForMaskedLM`` of the
+  same width, depth and vocabulary, trained by HF ``Trainer`` with ``DataCollatorForLanguageModeling``
   (mask rate, learning rate, warmup, weight decay, betas and clipping as ours, HF's default
   linear decay, as many steps as fit the time, measured by a short probe run).
 - GPT: our ``GPT`` class in both; the peer is trained like nanoGPT's ``train.py``: random
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +51,8 @@ from llmworks.data.mlm import IGNORE_INDEX, MLMData, MLMDataConfig
 from llmworks.data.shards import open_shards
 from llmworks.data.windows import WindowDataModule
 from llmworks.evaluation.run import score_batches
+from llmworks.export.hf_bert import to_hf
+from llmworks.models.bert import Bert
 from llmworks.models.gpt import GPT, GPTConfig
 from llmworks.paths import Paths
 from llmworks.training.gpt import NextTokenScores
@@ -79,6 +84,7 @@ def run_ours(family: str, overrides: list[str], out: Path) -> float:
 
 def bert(overrides: list[str], out: Path) -> list[dict[str, Any]]:
     from transformers import (
+        AutoModelForMaskedLM,
         BertForMaskedLM,
         DataCollatorForLanguageModeling,
         PreTrainedTokenizerFast,
@@ -121,7 +127,7 @@ def bert(overrides: list[str], out: Path) -> list[dict[str, Any]]:
 
     def hf_train(max_steps: int, limit: float) -> tuple[Any, int, float]:
         torch.manual_seed(int(cfg.seed))
-        model = BertForMaskedLM(BertForMaskedLM.from_pretrained(ours_dir).config)  # fresh init
+        model = BertForMaskedLM(peer_config)  # fresh init
         args = TrainingArguments(
             output_dir=str(out / "hf"),
             max_steps=max_steps,
@@ -151,10 +157,13 @@ def bert(overrides: list[str], out: Path) -> list[dict[str, Any]]:
         trainer.train()
         return model, trainer.state.global_step, time.perf_counter() - stop.start
 
+    # the peer is the BERT a user would pick: learned positions, post-LN, our shape
+    shape = Bert.load(out / "models" / "bert").config
+    peer_config = to_hf(Bert(replace(shape, pos="learned", norm="post"))).config
     _, probe_steps, probe_s = hf_train(12, 1e9)
     steps = max(1, int(seconds / (probe_s / probe_steps)))
     theirs, their_steps, their_s = hf_train(steps, seconds)
-    ours = BertForMaskedLM.from_pretrained(ours_dir)
+    ours = AutoModelForMaskedLM.from_pretrained(ours_dir)
     metrics_ours = json.loads((out / "metrics" / "bert.json").read_text())
     rows = [
         {"model": "ours (train_bert stage)", "steps": metrics_ours["steps"], "seconds": seconds}

@@ -22,7 +22,7 @@ from llmworks.tokenization.build import add_bert_framing, build_tokenizer
 from conftest import bert_config, gpt_config, tokenizer_spec
 
 GPT_VARIANTS = {
-    "gpt2": dict(),
+    "gpt2": dict(pos="learned", norm="layernorm", mlp="gelu", bias=True),
     "llama_gqa": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False),
     "mistral_window": dict(
         pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=5
@@ -138,14 +138,16 @@ def test_gpt_maps_equal_hf_output_attentions(variant: str, bpe_json: Path, tmp_p
         assert abs(ours[layer] - t[0].numpy()).max() <= 1e-5, f"layer {layer}"
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize(
+    ("norm", "pos"), [("post", "learned"), ("pre", "learned"), ("post", "rope")]
+)
 def test_bert_maps_equal_hf_output_attentions_with_padding(
-    norm: str, wordpiece_json: Path, tmp_path: Path
+    norm: str, pos: str, wordpiece_json: Path, tmp_path: Path
 ) -> None:
     from transformers import AutoModelForMaskedLM
 
     tok = Tokenizer.from_file(str(wordpiece_json))
-    model = random_bert(vocab=tok.get_vocab_size(), norm=norm)
+    model = random_bert(vocab=tok.get_vocab_size(), norm=norm, pos=pos)
     out = hf_bert.export_hf(model, wordpiece_json, tmp_path / "hf")
     hf = AutoModelForMaskedLM.from_pretrained(out, attn_implementation="eager").eval()
     real = tok.encode(TEXT[2]).ids

@@ -103,7 +103,7 @@ def test_sequences_frame_documents_and_keep_every_token(bert_shards, packing: st
 
 def test_masking_statistics_follow_80_10_10_and_spare_special_tokens(bert_shards) -> None:
     tok_json, shards_dir = bert_shards
-    data = MLMData(shards_dir, tok_json, data_config(batch_size=16), seed=0)
+    data = MLMData(shards_dir, tok_json, data_config(batch_size=16, mask_rate=0.15), seed=0)
     special = data.train_dataloader().collate_fn.special
     n_maskable = n_selected = n_mask = n_random = n_same = 0
     batches = epochs(data, 8)  # fresh masks every epoch
@@ -144,7 +144,9 @@ def test_mask_rate_is_configurable() -> None:
 def test_whole_word_masking_masks_all_pieces_of_a_word(bert_shards) -> None:
     tok_json, shards_dir = bert_shards
     tok = Tokenizer.from_file(str(tok_json))
-    data = MLMData(shards_dir, tok_json, data_config(whole_word=True, batch_size=16), seed=0)
+    data = MLMData(
+        shards_dir, tok_json, data_config(whole_word=True, batch_size=16, mask_rate=0.15), seed=0
+    )
     collator = data.train_dataloader().collate_fn
     cont = collator.continuation
     words_split = n_selected = n_maskable = 0
@@ -189,6 +191,25 @@ def test_validation_masks_are_seeded_per_sequence(bert_shards) -> None:
     assert not torch.equal(other_seed["labels"], first[0]["labels"])
     limited = MLMData(shards_dir, tok_json, data_config(batch_size=4, max_val_batches=1), seed=0)
     assert len(list(limited.val_dataloader())) == 1
+
+
+def test_validation_masks_at_the_evaluation_rate_whatever_training_masks(bert_shards) -> None:
+    tok_json, shards_dir = bert_shards
+
+    def share_masked(batches: list[dict]) -> float:
+        labelled = sum(int((b["labels"] != IGNORE_INDEX).sum()) for b in batches)
+        real = sum(int(b["attention_mask"].sum()) for b in batches)
+        return labelled / real
+
+    trains_at_40 = MLMData(shards_dir, tok_json, data_config(mask_rate=0.4), seed=0)
+    trains_at_15 = MLMData(shards_dir, tok_json, data_config(), seed=0)
+    assert share_masked(epochs(trains_at_40, 1)) == pytest.approx(0.4 * 0.85, abs=0.06)
+    val_40, val_15 = list(trains_at_40.val_dataloader()), list(trains_at_15.val_dataloader())
+    assert share_masked(val_40) == pytest.approx(0.15 * 0.85, abs=0.04)
+    for a, b in zip(val_40, val_15, strict=True):  # the same validation task, mask for mask
+        assert torch.equal(a["labels"], b["labels"])
+    with pytest.raises(LlmworksError, match="eval_mask_rate"):
+        MLMData(shards_dir, tok_json, data_config(eval_mask_rate=0.0), seed=0)
 
 
 def test_validation_under_ddp_counts_every_sequence_once(bert_shards) -> None:

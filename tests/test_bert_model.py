@@ -39,11 +39,18 @@ def padded_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return idx, mask, token_type
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
-def test_logits_match_hf_with_padding_and_segments(norm: str) -> None:
-    model = random_bert(norm=norm)
+@pytest.mark.parametrize(
+    ("norm", "pos", "hf_class"),
+    [
+        ("post", "learned", "BertForMaskedLM"),
+        ("pre", "learned", "MegatronBertForMaskedLM"),
+        ("post", "rope", "RoFormerForMaskedLM"),
+    ],
+)
+def test_logits_match_hf_with_padding_and_segments(norm: str, pos: str, hf_class: str) -> None:
+    model = random_bert(norm=norm, pos=pos)
     hf = to_hf(model)
-    assert type(hf).__name__ == ("BertForMaskedLM" if norm == "post" else "MegatronBertForMaskedLM")
+    assert type(hf).__name__ == hf_class
     idx, mask, token_type = padded_batch()
     with torch.no_grad():
         ours = model(idx, mask, token_type)[0]
@@ -87,11 +94,16 @@ def test_decoder_is_tied_and_save_load_round_trips(tmp_path: Path) -> None:
     assert pooled.shape == (3, 32) and pooled.abs().max() <= 1
 
 
-def test_export_loads_in_transformers_and_fills_masks(bert_shards, tmp_path: Path) -> None:  # noqa: F811
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_export_loads_in_transformers_and_fills_masks(
+    bert_shards,  # noqa: F811
+    tmp_path: Path,
+    pos: str,
+) -> None:
     from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
     tok_json, _ = bert_shards
-    model = random_bert()
+    model = random_bert(pos=pos)
     out = export_hf(model, tok_json, tmp_path / "hf")
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
     hf = AutoModelForMaskedLM.from_pretrained(out).eval()
@@ -106,3 +118,33 @@ def test_export_loads_in_transformers_and_fills_masks(bert_shards, tmp_path: Pat
     fill = pipeline("fill-mask", model=str(out), tokenizer=str(out), top_k=3)
     preds = fill("the cat sat on the [MASK].")
     assert len(preds) == 3 and all(0 <= p["score"] <= 1 for p in preds)
+
+
+def test_rope_without_a_hf_counterpart_is_refused_by_name() -> None:
+    from llmworks.errors import LlmworksError
+
+    with pytest.raises(LlmworksError, match="norm=pre has no Hugging Face counterpart"):
+        to_hf(random_bert(norm="pre", pos="rope"))
+    with pytest.raises(LlmworksError, match="rotary base is fixed at 10000"):
+        to_hf(random_bert(pos="rope", rope_base=500.0))
+
+
+def test_rope_attention_reads_relative_positions_only() -> None:
+    """Without a position table, a RoPE encoder's output for a token depends on where its
+    neighbours are relative to it: a sequence shifted right by padding-free prefix tokens
+    that are masked out gives the same states as the sequence alone."""
+    model = random_bert(pos="rope")
+    idx, _, _ = padded_batch()
+    seq = idx[0, :10]
+    prefix = torch.tensor([11, 12, 13])
+    shifted = torch.cat((prefix, seq))[None]
+    hide_prefix = torch.ones_like(shifted, dtype=torch.bool)
+    hide_prefix[0, :3] = False
+    with torch.no_grad():
+        alone = model.encode(seq[None])
+        moved = model.encode(shifted, hide_prefix)
+    assert (moved[0, 3:] - alone[0]).abs().max().item() <= 1e-4
+    learned = random_bert(pos="learned")
+    with torch.no_grad():
+        drift = learned.encode(shifted, hide_prefix)[0, 3:] - learned.encode(seq[None])[0]
+    assert drift.abs().max().item() > 1e-2  # a learned table does see the absolute shift

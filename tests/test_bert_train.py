@@ -143,6 +143,25 @@ def test_a_rerun_with_another_schedule_trains_afresh(
     assert len((trained / "metrics" / "bert_train.csv").read_text().splitlines()) == 9
 
 
+def test_an_architecture_without_a_hf_twin_is_trained_and_saved_without_export(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """Pre-LN with rotary positions exists in no transformers class: the stage says so,
+    keeps the trained model and leaves out ``hf/`` rather than failing after training."""
+    proc = run_stage(
+        "train_bert",
+        *overrides(data_root, tmp_path),
+        "bert.model.norm=pre",
+        f"hydra.run.dir={tmp_path / 'h'}",
+        env=FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no Hugging Face counterpart" in proc.stdout + proc.stderr
+    model_dir = tmp_path / "models" / "bert"
+    assert Bert.load(model_dir).config.norm == "pre"
+    assert not (model_dir / "hf").exists()
+
+
 def test_user_errors_are_one_line(data_root: Path, tmp_path: Path) -> None:
     missing = run_stage(
         "train_bert",

@@ -244,6 +244,7 @@ class MLMDataConfig:
     max_seq_len: int  # sequence length trained on (<= the model's position table)
     packing: str  # docs | windows
     mask_rate: float
+    eval_mask_rate: float  # validation and test: one rate for every recipe, so scores compare
     whole_word: bool
     batch_size: int
     num_workers: int
@@ -266,12 +267,16 @@ class MLMData(L.LightningDataModule):
         self.ids = special_token_ids(tok)
         self.vocab_size = tok.get_vocab_size()
         self.cfg, self.seed, self.tokenizer_json = data, seed, tokenizer_json
-        self.common = dict(
-            mask_rate=data.mask_rate,
-            whole_word=data.whole_word,
-            pad_to_multiple_of=data.pad_to_multiple_of,
+        if not 0.0 < data.eval_mask_rate < 1.0:
+            raise LlmworksError(
+                f"bert.data.eval_mask_rate={data.eval_mask_rate}: expected a rate in (0, 1)"
+            )
+        self.common = dict(whole_word=data.whole_word, pad_to_multiple_of=data.pad_to_multiple_of)
+        # validation and test mask at eval_mask_rate whatever training masks: a recipe that
+        # trains at 0.3 is scored on the same task as one that trains at 0.15
+        self.val_collator = MLMCollator.from_tokenizer(
+            tokenizer_json, seed=data.val_seed, mask_rate=data.eval_mask_rate, **self.common
         )
-        self.val_collator = MLMCollator.from_tokenizer(tokenizer_json, seed=data.val_seed, **self.common)
         self._sequences: dict[str, MLMSequences] = {}
 
     def sequences(self, split: str) -> MLMSequences:
@@ -297,7 +302,11 @@ class MLMData(L.LightningDataModule):
         sampler = TrainSampler(seqs, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         sampler.start = resume_point(self.trainer)[1] * self.cfg.batch_size
         collator = MLMCollator.from_tokenizer(
-            self.tokenizer_json, seed=self.seed, epoch=_SamplerEpoch(sampler), **self.common
+            self.tokenizer_json,
+            seed=self.seed,
+            epoch=_SamplerEpoch(sampler),
+            mask_rate=self.cfg.mask_rate,
+            **self.common,
         )
         workers = self.cfg.num_workers
         return DataLoader(

@@ -2,8 +2,10 @@
 
 Post-LN (``norm: post``, the original BERT) becomes ``BertForMaskedLM``; pre-LN becomes
 ``MegatronBertForMaskedLM``, the same blocks with the norm at each sublayer's entry and a
-final norm. Our fused ``qkv`` projection is split into ``query``/``key``/``value``; the
-``[CLS]`` pooler is left out (``*ForMaskedLM`` has none).
+final norm; post-LN with rotary positions (``pos: rope``) becomes ``RoFormerForMaskedLM``,
+BERT's blocks with queries and keys rotated (its "interleaved" channel pairs are ours,
+"rotate half", reordered). Our fused ``qkv`` projection is split into
+``query``/``key``/``value``; the ``[CLS]`` pooler is left out (``*ForMaskedLM`` has none).
 
 ``export_hf(model, tokenizer_json, out_dir)`` writes ``save_pretrained`` output (safetensors)
 plus the WordPiece tokenizer as a ``PreTrainedTokenizerFast``, loadable with
@@ -31,6 +33,8 @@ SPECIAL = {
 def _hf_config(cfg: BertConfig):
     import transformers as tf
 
+    arch = hf_architecture(cfg)
+
     kwargs = dict(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.d_model,
@@ -46,17 +50,46 @@ def _hf_config(cfg: BertConfig):
         pad_token_id=cfg.pad_id,
         tie_word_embeddings=True,
     )
-    return tf.BertConfig(**kwargs) if cfg.norm == "post" else tf.MegatronBertConfig(**kwargs)
+    if arch == "roformer":
+        return tf.RoFormerConfig(embedding_size=cfg.d_model, rotary_value=False, **kwargs)
+    return tf.BertConfig(**kwargs) if arch == "bert" else tf.MegatronBertConfig(**kwargs)
+
+
+def hf_architecture(cfg: BertConfig) -> str:
+    """``"bert"``, ``"megatron-bert"`` or ``"roformer"``; raises if none computes the same."""
+    if cfg.pos == "learned":
+        return "bert" if cfg.norm == "post" else "megatron-bert"
+    if cfg.norm != "post":
+        raise LlmworksError(
+            "bert.model.pos=rope with norm=pre has no Hugging Face counterpart (RoFormer is "
+            "post-LN): set bert.model.norm=post or bert.export=false"
+        )
+    if cfg.rope_base != 10000.0:
+        raise LlmworksError(
+            f"bert.model.rope_base={cfg.rope_base}: RoFormer's rotary base is fixed at 10000"
+        )
+    return "roformer"
+
+
+def _interleave_rotary_pairs(w: torch.Tensor, n_head: int) -> torch.Tensor:
+    """Reorder each head's query/key rows from our rotary layout (channel ``i`` pairs with
+    ``i + head_dim/2``) to RoFormer's (``2i`` pairs with ``2i+1``): the same dot products."""
+    head_dim = w.shape[0] // n_head
+    half = torch.arange(head_dim // 2)
+    order = torch.stack((half, half + head_dim // 2), dim=1).flatten()
+    return w.view(n_head, head_dim, *w.shape[1:])[:, order].reshape(w.shape)
 
 
 def hf_state_dict(model: Bert) -> dict[str, torch.Tensor]:
-    """Our weights under Hugging Face's names (``bert.*`` encoder, ``cls.predictions.*`` head)."""
+    """Our weights under Hugging Face's names (``bert.*`` or ``roformer.*`` encoder,
+    ``cls.predictions.*`` head)."""
     cfg, out = model.config, {}
     sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
-    post = cfg.norm == "post"
+    post, rope = cfg.norm == "post", cfg.pos == "rope"
     emb = "bert.embeddings."
     out[emb + "word_embeddings.weight"] = sd["embeddings.tok.weight"]
-    out[emb + "position_embeddings.weight"] = sd["embeddings.pos.weight"]
+    if not rope:
+        out[emb + "position_embeddings.weight"] = sd["embeddings.pos.weight"]
     out[emb + "token_type_embeddings.weight"] = sd["embeddings.seg.weight"]
     # (HF name, ours) for the norms: post-LN after each residual add, pre-LN at each entry
     norms = (
@@ -74,6 +107,8 @@ def hf_state_dict(model: Bert) -> dict[str, torch.Tensor]:
             for name, t in zip(
                 ("query", "key", "value"), sd[src + f"attn.qkv.{kind}"].chunk(3, dim=0), strict=True
             ):
+                if rope and name != "value":
+                    t = _interleave_rotary_pairs(t, cfg.n_head)
                 out[dst + f"attention.self.{name}.{kind}"] = t.contiguous()
             out[dst + f"attention.output.dense.{kind}"] = sd[src + f"attn.proj.{kind}"]
             out[dst + f"intermediate.dense.{kind}"] = sd[src + f"mlp.fc.{kind}"]
@@ -88,6 +123,8 @@ def hf_state_dict(model: Bert) -> dict[str, torch.Tensor]:
     out["cls.predictions.decoder.weight"] = sd["embeddings.tok.weight"]
     out["cls.predictions.decoder.bias"] = sd["head.decoder.bias"]
     out["cls.predictions.bias"] = sd["head.decoder.bias"]
+    if rope:  # RoFormer: the same encoder under another name
+        out = {k.replace("bert.", "roformer.", 1): v for k, v in out.items()}
     return out
 
 
@@ -96,9 +133,15 @@ def to_hf(model: Bert):
     import transformers as tf
 
     cfg = model.config
-    cls = tf.BertForMaskedLM if cfg.norm == "post" else tf.MegatronBertForMaskedLM
-    hf = cls(_hf_config(cfg))
+    classes = {
+        "bert": tf.BertForMaskedLM,
+        "megatron-bert": tf.MegatronBertForMaskedLM,
+        "roformer": tf.RoFormerForMaskedLM,
+    }
+    hf = classes[hf_architecture(cfg)](_hf_config(cfg))
     missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
+    # RoFormer's sinusoidal table is computed, not trained: nothing of ours maps onto it
+    missing = [k for k in missing if not k.endswith("embed_positions.weight")]
     if missing or unexpected:
         raise RuntimeError(
             f"HF BERT weight mapping incomplete: missing={missing} unexpected={unexpected}"

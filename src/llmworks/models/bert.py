@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmworks.models.layers import MLP, Attention, LayerNorm, init_linear_
+from llmworks.models.layers import MLP, Attention, LayerNorm, RotaryEmbedding, init_linear_
 from llmworks.models.persistence import load_model_dir, save_model_dir
 
 
@@ -27,7 +27,7 @@ class BertConfig:
     (``vocab_size`` and ``pad_id`` come from the tokenizer)."""
 
     vocab_size: int
-    max_seq_len: int  # learned positions: the longest sequence the model can read
+    max_seq_len: int  # the longest sequence the model can read (size of a learned table)
     n_layer: int
     n_head: int
     d_model: int
@@ -35,6 +35,8 @@ class BertConfig:
     type_vocab_size: int  # segments A and B
     norm: str  # post (BERT) | pre
     norm_eps: float
+    pos: str  # learned (BERT) | rope (RoFormer, ModernBERT)
+    rope_base: float
     dropout: float
     pad_id: int
 
@@ -44,13 +46,20 @@ class BertConfig:
             raise ValueError(f"BertConfig: n_head={self.n_head} must divide d_model={self.d_model}")
         if self.norm not in ("post", "pre"):
             raise ValueError(f"BertConfig.norm={self.norm!r}: expected 'post' or 'pre'")
+        if self.pos not in ("learned", "rope"):
+            raise ValueError(f"BertConfig.pos={self.pos!r}: expected 'learned' or 'rope'")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
 
 
 class Embeddings(nn.Module):
     def __init__(self, cfg: BertConfig):
         super().__init__()
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
-        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model)
+        # RoPE rotates queries and keys in every block instead of adding a position vector
+        self.pos = nn.Embedding(cfg.max_seq_len, cfg.d_model) if cfg.pos == "learned" else None
         self.seg = nn.Embedding(cfg.type_vocab_size, cfg.d_model)
         # pre-LN normalises at the entry of every block instead (as Megatron-BERT does)
         self.norm = (
@@ -59,8 +68,9 @@ class Embeddings(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, idx: torch.Tensor, token_type: torch.Tensor | None) -> torch.Tensor:
-        pos = torch.arange(idx.shape[1], device=idx.device)
-        x = self.tok(idx) + self.pos(pos)
+        x = self.tok(idx)
+        if self.pos is not None:
+            x = x + self.pos(torch.arange(idx.shape[1], device=idx.device))
         # segment A everywhere unless told otherwise: add its row rather than gather zeros
         x = x + (self.seg(token_type) if token_type is not None else self.seg.weight[0])
         return self.drop(self.norm(x))
@@ -79,11 +89,16 @@ class Block(nn.Module):
         )
         self.norm2 = LayerNorm(cfg.d_model, eps=cfg.norm_eps)
 
-    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        padding_mask: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         if self.post:
-            x = self.norm1(x + self.attn(x, padding_mask=padding_mask))
+            x = self.norm1(x + self.attn(x, rope, padding_mask=padding_mask))
             return self.norm2(x + self.mlp(x))
-        x = x + self.attn(self.norm1(x), padding_mask=padding_mask)
+        x = x + self.attn(self.norm1(x), rope, padding_mask=padding_mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -105,6 +120,7 @@ class Bert(nn.Module):
         super().__init__()
         self.config = cfg
         self.embeddings = Embeddings(cfg)
+        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_base) if cfg.pos == "rope" else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = (
             LayerNorm(cfg.d_model, eps=cfg.norm_eps) if cfg.norm == "pre" else nn.Identity()
@@ -129,10 +145,13 @@ class Bert(nn.Module):
                 f"sequence of {idx.shape[1]} exceeds max_seq_len {self.config.max_seq_len}"
             )
         x = self.embeddings(idx, token_type)
+        rope = None
+        if self.rope is not None:
+            rope = self.rope(torch.arange(idx.shape[1], device=idx.device), x.dtype)
         if padding_mask is not None and bool(padding_mask.all()):
             padding_mask = None  # nothing to hide: SDPA runs unmasked (its fastest kernels)
         for block in self.blocks:
-            x = block(x, padding_mask)
+            x = block(x, padding_mask, rope)
         return self.norm_f(x)
 
     def forward(
@@ -164,7 +183,8 @@ class Bert(nn.Module):
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
-        return n - self.embeddings.pos.weight.numel() if non_embedding else n
+        pos = self.embeddings.pos
+        return n - pos.weight.numel() if non_embedding and pos is not None else n
 
     def flops_per_token(self, seq_len: int | None = None, mask_rate: float = 1.0) -> float:
         """Training FLOPs per token: 6 per weight of the encoder, attention, and the

@@ -1,8 +1,8 @@
 """The BERT family: masked-LM pretraining on the WordPiece shards.
 
 ``MLMModule`` is the ``LightningModule``; ``BERT_FAMILY`` tells the shared recipe how to build
-it, what to monitor and plot, how to export it (``BertForMaskedLM``) and how the evaluate
-stage measures it.
+it, what to monitor and plot, how to export it (to ``transformers``, ``export.hf_bert``) and
+how the evaluate stage measures it.
 
 It logs ``train_loss`` every step and, over the fixed, seed-masked validation batches,
 ``val_mlm_loss`` (mean cross-entropy per masked token), ``val_mlm_acc`` (share of masked
@@ -27,7 +27,7 @@ from llmworks.models.bert import Bert, BertConfig
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
 from llmworks.training.optim import OptimConfig, configure_adamw
-from llmworks.training.recipe import Built, Family, require_tokenizer
+from llmworks.training.recipe import Built, ExportUnsupported, Family, require_tokenizer
 
 Batch = dict[str, torch.Tensor]
 
@@ -129,10 +129,16 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
 
 
 def export(built: Built, out: Path) -> None:
-    """``hf/``: ``BertForMaskedLM`` (``MegatronBertForMaskedLM`` for pre-LN) and its tokenizer."""
-    from llmworks.export.hf_bert import export_hf
+    """``hf/``: ``BertForMaskedLM``, ``MegatronBertForMaskedLM`` (pre-LN) or
+    ``RoFormerForMaskedLM`` (rotary positions), and its tokenizer."""
+    from llmworks.export.hf_bert import export_hf, hf_architecture
 
-    export_hf(built.module.model, built.files[TOKENIZER_FILE], out / "hf")
+    model = built.module.model
+    try:
+        hf_architecture(model.config)
+    except LlmworksError as exc:
+        raise ExportUnsupported(str(exc)) from exc
+    export_hf(model, built.files[TOKENIZER_FILE], out / "hf")
 
 
 def evaluate(ev: Any) -> None:
