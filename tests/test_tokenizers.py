@@ -55,6 +55,45 @@ def test_byte_level_bpe_round_trips_arbitrary_unicode(trained: tuple[Path, list[
         assert tok.token_to_id("[UNK]") not in ids
 
 
+def test_bpe_keeps_paragraph_breaks_whole_and_digits_in_threes(
+    trained: tuple[Path, list[str]],
+) -> None:
+    """The default split (GPT-4's pattern) keeps a paragraph break in one piece, so merges can
+    make it one token and a model never sees "\n" follow "\n" inside a break; GPT-2's split,
+    still selectable, cuts every newline apart. Merges never cross pieces."""
+    import datasets
+
+    from llmworks.tokenization.train import train_tokenizer
+
+    from conftest import SAMPLE_PARAGRAPHS, tokenizer_spec
+
+    def pieces(tok: Tokenizer, text: str) -> list[str]:
+        return [p for p, _ in tok.pre_tokenizer.pre_tokenize_str(text)]
+
+    tok = Tokenizer.from_file(str(trained[0] / "bpe" / "tokenizer.json"))
+    assert pieces(tok, "words.\n\nNext 1234567") == ["words", ".ĊĊ", "Next", "Ġ", "123", "456", "7"]
+    text = "\n\n".join(SAMPLE_PARAGRAPHS * 3)
+    assert tok.decode(tok.encode(text).ids) == text
+    corpus = datasets.Dataset.from_dict({"text": [text]})
+    gpt2 = train_tokenizer(tokenizer_spec("bpe", vocab_size=400, split_pattern="gpt2"), corpus)
+    assert pieces(gpt2, "words.\n\nNext") == ["words", ".", "Ċ", "Ċ", "Next"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "pattern", "message"),
+    [("bpe", "gpt3", "byte-level BPE takes one of"), ("wordpiece", "gpt4", "type bpe only")],
+)
+def test_a_split_pattern_that_does_not_apply_is_refused(
+    kind: str, pattern: str, message: str
+) -> None:
+    from llmworks.errors import LlmworksError
+
+    from conftest import tokenizer_spec
+
+    with pytest.raises(LlmworksError, match=message):
+        tokenizer_spec(kind, split_pattern=pattern)
+
+
 def test_wordpiece_frames_with_cls_and_sep(trained: tuple[Path, list[str]]) -> None:
     tok = Tokenizer.from_file(str(trained[0] / "wordpiece" / "tokenizer.json"))
     enc = tok.encode("The Quick brown fox")

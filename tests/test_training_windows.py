@@ -94,7 +94,8 @@ def test_too_short_split_is_a_user_error(shards):
 
 
 def test_no_weight_decay_on_norms_biases_embeddings():
-    model = GPT(gpt_config(50, block_size=8, n_layer=1, n_head=2, d_model=8))
+    gpt2_blocks = dict(pos="learned", norm="layernorm", mlp="gelu", bias=True)  # with biases
+    model = GPT(gpt_config(50, block_size=8, n_layer=1, n_head=2, d_model=8, **gpt2_blocks))
     decay, no_decay = param_groups(model, 0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in decay["params"]} == {

@@ -1,6 +1,7 @@
 """The three tokenizer families of the course, built with Hugging Face ``tokenizers``.
 
-- ``bpe``: byte-level BPE as in GPT-2: every string round-trips, no unknown token ever.
+- ``bpe``: byte-level BPE as in GPT-2 (split as GPT-2 or GPT-4 split text): every string
+  round-trips, no unknown token ever.
 - ``wordpiece``: BERT's WordPiece with ``##`` continuations and ``[CLS] … [SEP]`` framing.
 - ``unigram``: SentencePiece-style unigram LM over ``▁``-marked pieces.
 """
@@ -15,6 +16,19 @@ from tokenizers import trainers as tk_trainers
 from llmworks.errors import LlmworksError
 
 TYPES = ("bpe", "wordpiece", "unigram")
+
+# How byte-level BPE splits text before merging (merges never cross these pieces).
+# gpt2: GPT-2's pattern, which cuts every newline into its own piece, so a paragraph break is
+# two "\n" tokens and a model can learn to follow "\n" by "\n" forever. gpt4: the pattern of
+# cl100k (GPT-4, Llama 3): runs of newlines stay one piece ("\n\n" becomes one token) and
+# numbers split into groups of at most three digits.
+SPLIT_PATTERNS = {
+    "gpt2": None,  # ByteLevel's built-in regex
+    "gpt4": (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -31,10 +45,21 @@ class TokenizerSpec:
     # WordPiece/unigram: most distinct characters kept as initial symbols.
     limit_alphabet: int
     bert_framing: bool  # encode as [CLS] ... [SEP] (the WordPiece tokenizer BERT reads)
+    split_pattern: str | None  # bpe: a key of SPLIT_PATTERNS; the others split their own way
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise LlmworksError(f"tokenizer type must be one of {TYPES}, not {self.type!r}")
+        if self.type == "bpe" and self.split_pattern not in SPLIT_PATTERNS:
+            raise LlmworksError(
+                f"split_pattern={self.split_pattern!r}: byte-level BPE takes one of "
+                f"{sorted(SPLIT_PATTERNS)}"
+            )
+        if self.type != "bpe" and self.split_pattern is not None:
+            raise LlmworksError(
+                f"split_pattern={self.split_pattern!r} applies to type bpe only; "
+                f"{self.type} splits text its own way (set it to null)"
+            )
         for token in (self.unk_token, self.eot_token):
             if token not in self.special_tokens:
                 raise LlmworksError(f"{token!r} must be listed in the tokenizer's special_tokens")
@@ -59,7 +84,16 @@ def _byte_level_bpe(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer
     # No normalizer: byte-level BPE must give back exactly the bytes it was given.
     if spec.lowercase:
         tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    pattern = SPLIT_PATTERNS[spec.split_pattern]
+    if pattern is None:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    else:  # as Llama 3's tokenizer.json does: split by the pattern, then map bytes to symbols
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = tk_trainers.BpeTrainer(
