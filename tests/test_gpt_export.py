@@ -15,9 +15,10 @@ from llmworks.models.gpt import GPT
 from conftest import gpt_config
 
 VOCAB = 300
+GPT2 = dict(pos="learned", norm="layernorm", mlp="gelu", bias=True)
 VARIANTS = {
-    "gpt2": dict(),
-    "gpt2_untied_nobias": dict(bias=False, tie_weights=False),
+    "gpt2": GPT2,
+    "gpt2_untied_nobias": GPT2 | dict(bias=False, tie_weights=False),
     "llama": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False),
     "llama_mqa_bias": dict(
         pos="rope",
@@ -83,6 +84,37 @@ def test_logits_and_greedy_generation_match_hf(variant):
         eos_token_id=None,
     )
     assert torch.equal(want, got)
+
+
+@pytest.mark.parametrize(
+    ("penalty", "ngram"), [(1.0, 3), (1.5, 0), (0.8, 2)], ids=["ngram3", "penalty", "both"]
+)
+def test_repetition_constraints_decode_as_hf_generate(penalty: float, ngram: int):
+    """A random model's greedy text loops; both cures must pick exactly the tokens that
+    transformers' repetition_penalty / no_repeat_ngram_size pick."""
+    model = random_gpt()
+    hf = to_hf(model)
+    prompt = torch.tensor([[5, 6, 7, 5, 6]])
+    plain = model.generate(prompt, 40, temperature=0.0)
+    want = model.generate(
+        prompt, 40, temperature=0.0, repetition_penalty=penalty, no_repeat_ngram_size=ngram
+    )
+    got = hf.generate(
+        prompt,
+        max_new_tokens=40,
+        do_sample=False,
+        min_new_tokens=40,
+        pad_token_id=0,
+        eos_token_id=None,
+        repetition_penalty=penalty,
+        no_repeat_ngram_size=ngram,
+    )
+    assert torch.equal(want, got)
+    assert not torch.equal(want, plain)  # the constraint did bind
+    if ngram:  # no generated token completes an n-gram seen before (the prompt may repeat)
+        grams = want[0].unfold(0, ngram, 1).tolist()
+        first_new = prompt.shape[1] - ngram + 1
+        assert all(grams[i] not in grams[:i] for i in range(first_new, len(grams)))
 
 
 def test_unsupported_combination_is_a_user_error():

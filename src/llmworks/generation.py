@@ -59,6 +59,8 @@ def complete(
     top_k: int | None = None,
     top_p: float | None = None,
     seed: int = 0,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
 ) -> str:
     """The continuation of ``prompt`` (new text only), cut at the end-of-text token.
 
@@ -79,6 +81,8 @@ def complete(
             top_p=top_p,
             stop_token=eot,
             generator=torch.Generator(device).manual_seed(seed),
+            repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )[0, len(ids) :]
         .tolist()
     )
@@ -108,6 +112,8 @@ def generate_text(cfg: DictConfig, out: TextIO = sys.stdout) -> str:
         top_p=cfg.top_p,
         stop_token=stop,
         generator=generator,
+        repetition_penalty=float(cfg.repetition_penalty),
+        no_repeat_ngram_size=int(cfg.no_repeat_ngram_size),
     ):
         if stop is not None and int(nxt) == stop:
             break

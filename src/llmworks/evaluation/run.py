@@ -153,6 +153,8 @@ class Evaluation:
                     temperature=temperature,
                     top_k=s.top_k,
                     seed=int(s.seed),
+                    repetition_penalty=float(s.repetition_penalty),
+                    no_repeat_ngram_size=int(s.no_repeat_ngram_size),
                 )
                 samples.append({"prompt": str(prompt), "mode": mode, "completion": text})
         settings = {k: s[k] for k in s if k != "prompts"}

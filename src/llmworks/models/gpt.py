@@ -221,23 +221,30 @@ class GPT(nn.Module):
         stop_token: int | None = None,
         use_cache: bool = True,
         generator: torch.Generator | None = None,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> Iterator[torch.Tensor]:
         """Yield the next ``(B, 1)`` token ids one at a time; see ``generate``."""
         block_size = self.config.block_size
         context = idx[:, -block_size:]
+        history = idx  # prompt + everything generated: what the repetition constraints read
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         if use_cache:
             self.set_kv_cache(idx.shape[0])
         try:
             logits, _ = self(context)  # prefill: the whole prompt in one pass
             for _ in range(max_new_tokens):
-                nxt = sample(logits[:, -1], temperature, top_k, top_p, generator)
+                last = penalize_repetition(
+                    logits[:, -1].float(), history, repetition_penalty, no_repeat_ngram_size
+                )
+                nxt = sample(last, temperature, top_k, top_p, generator)
                 if stop_token is not None:  # finished rows keep emitting the stop token
                     nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
                     done |= nxt[:, 0] == stop_token
                 yield nxt
                 if stop_token is not None and bool(done.all()):
                     return
+                history = torch.cat([history, nxt], dim=1)
                 context = torch.cat([context, nxt], dim=1)
                 if not use_cache:
                     context = context[:, -block_size:]
@@ -255,7 +262,9 @@ class GPT(nn.Module):
     def generate(self, idx: torch.Tensor, max_new_tokens: int, **kwargs) -> torch.Tensor:
         """Continue ``idx`` ``(B, T)`` by up to ``max_new_tokens`` tokens and return the whole
         sequence. ``temperature=0`` is greedy; otherwise sample after ``top_k`` / ``top_p``
-        (nucleus) filtering, reproducibly when a seeded ``generator`` is given. Stops early
+        (nucleus) filtering, reproducibly when a seeded ``generator`` is given.
+        ``repetition_penalty`` and ``no_repeat_ngram_size`` act as Hugging Face's ``generate``
+        arguments of those names (see ``penalize_repetition``). Stops early
         once every row has produced ``stop_token``. With ``use_cache`` (the default) the
         prompt is encoded once and each step feeds only the new token."""
         new = list(self.stream(idx, max_new_tokens, **kwargs))
@@ -271,6 +280,28 @@ class GPT(nn.Module):
     def load(cls, model_dir: str | Path, map_location: str = "cpu") -> GPT:
         """Load what ``save`` wrote; no Hydra, no Lightning needed."""
         return load_model_dir(cls, GPTConfig, model_dir, map_location)
+
+
+def penalize_repetition(
+    logits: torch.Tensor, history: torch.Tensor, penalty: float, ngram: int
+) -> torch.Tensor:
+    """``logits`` ``(B, vocab)`` of the next token after ``history`` ``(B, L)``, with two
+    classic cures for a small model's loops, as ``transformers`` applies them:
+    ``penalty`` > 1 shrinks the logit of every token already in ``history`` (divided when
+    positive, multiplied when negative: CTRL, Keskar et al. 2019); ``ngram`` > 0 forbids any
+    token that would repeat an ``ngram``-gram already in ``history``. 1.0 and 0 change nothing."""
+    if penalty != 1.0:
+        seen = logits.gather(1, history)
+        logits = logits.scatter(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
+    if ngram > 0 and history.shape[1] >= ngram:
+        grams = history.unfold(1, ngram, 1)  # (B, L - ngram + 1, ngram)
+        prefix = history[:, history.shape[1] - ngram + 1 :]  # what the next token would extend
+        repeats = (grams[:, :, :-1] == prefix[:, None, :]).all(dim=-1)  # (B, L - ngram + 1)
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        rows, at = repeats.nonzero(as_tuple=True)
+        banned[rows, grams[rows, at, -1]] = True
+        logits = logits.masked_fill(banned, float("-inf"))
+    return logits
 
 
 def sample(
