@@ -16,6 +16,7 @@ from gpt_helpers import write_shards
 from lightning.pytorch.callbacks import ThroughputMonitor
 
 from llmworks.config import compose_config
+from llmworks.models.gpt import GPT
 from llmworks.training.gpt import GPT_FAMILY
 from llmworks.training.recipe import training_stage
 
@@ -208,3 +209,21 @@ def test_moe_variant_trains_logs_balance_loss_and_exports_mixtral(data_root, tmp
     logs = list((tmp_path / "runs" / "gpt" / "csv").glob("*/metrics.csv"))
     header = logs[0].read_text().splitlines()[0]
     assert "train_aux_loss" in header and "val_aux_loss" in header
+
+
+def test_an_architecture_without_a_hf_twin_is_trained_and_saved_without_export(
+    data_root: Path, tmp_path: Path
+) -> None:
+    """RoPE with LayerNorm matches no transformers class: the stage names the problem,
+    keeps the trained model and leaves out ``hf/`` rather than failing after training."""
+    proc = run_stage(
+        "train_gpt",
+        *overrides(data_root, tmp_path),
+        "gpt.model.norm=layernorm",
+        f"hydra.run.dir={tmp_path / 'h'}",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "no Hugging Face architecture" in proc.stdout + proc.stderr
+    model_dir = tmp_path / "models" / "gpt"
+    assert GPT.load(model_dir).config.norm == "layernorm"
+    assert not (model_dir / "hf").exists()

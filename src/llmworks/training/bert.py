@@ -27,7 +27,7 @@ from llmworks.models.bert import Bert, BertConfig
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
 from llmworks.training.optim import OptimConfig, configure_adamw
-from llmworks.training.recipe import Built, ExportUnsupported, Family, require_tokenizer
+from llmworks.training.recipe import Built, Family, require_exportable, require_tokenizer
 
 Batch = dict[str, torch.Tensor]
 
@@ -134,10 +134,7 @@ def export(built: Built, out: Path) -> None:
     from llmworks.export.hf_bert import export_hf, hf_architecture
 
     model = built.module.model
-    try:
-        hf_architecture(model.config)
-    except LlmworksError as exc:
-        raise ExportUnsupported(str(exc)) from exc
+    require_exportable(hf_architecture, model.config)
     export_hf(model, built.files[TOKENIZER_FILE], out / "hf")
 
 

@@ -27,7 +27,7 @@ from llmworks.models.gpt import GPT, GPTConfig
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
 from llmworks.training.optim import OptimConfig, configure_adamw
-from llmworks.training.recipe import Built, ExportUnsupported, Family, require_tokenizer
+from llmworks.training.recipe import Built, Family, require_exportable, require_tokenizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -139,14 +139,10 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
 
 def export(built: Built, out: Path) -> None:
     """``hf/``: the matching ``transformers`` architecture and a fast tokenizer."""
-    from llmworks.errors import LlmworksError
     from llmworks.export.hf_gpt import export_hf, hf_architecture
 
     model = built.module.model
-    try:
-        hf_architecture(model.config)
-    except LlmworksError as exc:
-        raise ExportUnsupported(str(exc)) from exc
+    require_exportable(hf_architecture, model.config)
     export_hf(model, built.files[TOKENIZER_FILE], out / "hf")
 
 

@@ -46,6 +46,15 @@ class ExportUnsupported(LlmworksError):
     goes on without that export (the model itself is saved)."""
 
 
+def require_exportable(check: Callable[[Any], object], config: Any) -> None:
+    """Run an exporter's architecture check on a model config; the ``LlmworksError`` that
+    names the missing counterpart becomes ``ExportUnsupported`` (warn, skip the export)."""
+    try:
+        check(config)
+    except LlmworksError as exc:
+        raise ExportUnsupported(str(exc)) from exc
+
+
 @dataclass(frozen=True)
 class Built:
     """What a family's builder hands the recipe."""
