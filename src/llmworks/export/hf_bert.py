@@ -30,10 +30,8 @@ SPECIAL = {
 }
 
 
-def _hf_config(cfg: BertConfig):
+def _hf_config(cfg: BertConfig, arch: str):
     import transformers as tf
-
-    arch = hf_architecture(cfg)
 
     kwargs = dict(
         vocab_size=cfg.vocab_size,
@@ -138,7 +136,8 @@ def to_hf(model: Bert):
         "megatron-bert": tf.MegatronBertForMaskedLM,
         "roformer": tf.RoFormerForMaskedLM,
     }
-    hf = classes[hf_architecture(cfg)](_hf_config(cfg))
+    arch = hf_architecture(cfg)
+    hf = classes[arch](_hf_config(cfg, arch))
     missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
     # RoFormer's sinusoidal table is computed, not trained: nothing of ours maps onto it
     missing = [k for k in missing if not k.endswith("embed_positions.weight")]

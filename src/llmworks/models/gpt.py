@@ -228,15 +228,18 @@ class GPT(nn.Module):
         block_size = self.config.block_size
         context = idx[:, -block_size:]
         history = idx  # prompt + everything generated: what the repetition constraints read
+        track = repetition_penalty != 1.0 or no_repeat_ngram_size > 0
         done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
         if use_cache:
             self.set_kv_cache(idx.shape[0])
         try:
             logits, _ = self(context)  # prefill: the whole prompt in one pass
             for _ in range(max_new_tokens):
-                last = penalize_repetition(
-                    logits[:, -1].float(), history, repetition_penalty, no_repeat_ngram_size
-                )
+                last = logits[:, -1]
+                if track:
+                    last = penalize_repetition(
+                        last.float(), history, repetition_penalty, no_repeat_ngram_size
+                    )
                 nxt = sample(last, temperature, top_k, top_p, generator)
                 if stop_token is not None:  # finished rows keep emitting the stop token
                     nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
@@ -244,7 +247,8 @@ class GPT(nn.Module):
                 yield nxt
                 if stop_token is not None and bool(done.all()):
                     return
-                history = torch.cat([history, nxt], dim=1)
+                if track:
+                    history = torch.cat([history, nxt], dim=1)
                 context = torch.cat([context, nxt], dim=1)
                 if not use_cache:
                     context = context[:, -block_size:]
