@@ -44,7 +44,7 @@ def main() -> None:
         intact = all(after.get(k) == v for k, v in before.items() if "tokenizers/bpe" not in k)
         line = the_line(proc.stderr if proc.returncode else proc.stdout + proc.stderr)
         line = line.replace(str(root), "<workspace>")
-        rows.append((case.name, case.stage, proc.returncode, line, seconds, intact))
+        rows.append((case.name, case.shown, proc.returncode, line, seconds, intact))
         print(f"{case.name}: exit {proc.returncode} in {seconds:.1f} s", flush=True)
     header = (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} "

@@ -28,9 +28,9 @@ import transformers
 from omegaconf import OmegaConf
 
 from llmworks.config import compose_config, typed
-from llmworks.data.mlm import MLMCollator, MLMData, MLMDataConfig
-from llmworks.export.hf_bert import to_hf
-from llmworks.models.bert import Bert, BertConfig
+from llmworks.families.bert.data import MLMCollator, MLMData, MLMDataConfig
+from llmworks.families.bert.hf import to_hf
+from llmworks.families.bert.model import Bert, BertConfig
 from llmworks.training.optim import OptimConfig, configure_adamw
 
 # conf/bert/default.yaml (with its 8192-token WordPiece vocabulary)

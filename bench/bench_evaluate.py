@@ -2,7 +2,7 @@
 each and the largest difference between their metrics (the GPU path must give the CPU's
 numbers, not just run).
 
-    dvc repro train_gpt train_bert train_word2vec        # or the pipelines/ scripts
+    dvc repro train@gpt train@bert train@word2vec        # or the pipelines/ scripts
     python bench/bench_evaluate.py                       # paths of conf/paths (data/, models/)
     python bench/bench_evaluate.py experiment=smoke      # any Hydra overrides of the stage
 
@@ -23,7 +23,7 @@ import torch
 from omegaconf import OmegaConf
 
 from llmworks.config import compose_config
-from llmworks.evaluation.run import evaluate_stage, flatten
+from llmworks.evaluation.stage import evaluate_stage, flatten
 
 
 def evaluate_on(device: str, overrides: list[str], out: Path) -> tuple[dict, float]:

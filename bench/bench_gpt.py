@@ -27,9 +27,11 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from llmworks.config import compose_config, typed
-from llmworks.models.gpt import GPT, GPTConfig
+from llmworks.families.gpt.model import GPT, GPTConfig
+from llmworks.families.gpt.module import CausalLM
+from llmworks.generation import generate
+from llmworks.spec import family
 from llmworks.training.fit import Run, build_callbacks, build_trainer
-from llmworks.training.gpt import CausalLM
 from llmworks.training.logs import merge_sessions
 from llmworks.training.optim import OptimConfig, configure_adamw
 
@@ -80,7 +82,7 @@ class StepClock(L.Callback):
 def fit_like_the_stage(
     module: CausalLM, loader: DataLoader, trainer_overrides: list[str], callbacks: list
 ) -> Path:
-    """``trainer.fit`` as the train_gpt stage builds it -- the Trainer, callbacks (checkpoint,
+    """``trainer.fit`` as the train@gpt stage builds it -- the Trainer, callbacks (checkpoint,
     LR monitor, throughput) and CSV logger of conf/ -- on ``loader``, without validation.
     Returns the CSV log."""
     cfg = compose_config(["logger=none", *trainer_overrides])
@@ -98,7 +100,7 @@ def fit_like_the_stage(
     trainer = build_trainer(
         cfg,
         schedule,
-        build_callbacks(cfg, "gpt", "val_loss", run, module) + callbacks,
+        build_callbacks(cfg, family("gpt"), run, module) + callbacks,
         [logger],
         root,
     )
@@ -177,7 +179,7 @@ def bench_train(args) -> dict:
 
 
 def bench_hf(args) -> dict:
-    from llmworks.export.hf_gpt import to_hf
+    from llmworks.families.gpt.hf import to_hf
 
     cfg, optim = preset("default")
     loader = batches(cfg, args.batch_size, args.steps)
@@ -205,7 +207,7 @@ def bench_decode(args) -> dict:
     def timed(use_cache: bool):
         def run() -> float:
             t = time.perf_counter()
-            out = model.generate(prompt, n, temperature=0.0, use_cache=use_cache)
+            out = generate(model, prompt, n, temperature=0.0, use_cache=use_cache)
             assert out.shape[1] == prompt.shape[1] + n
             return n / (time.perf_counter() - t)
 

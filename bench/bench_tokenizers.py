@@ -18,7 +18,8 @@ from datetime import date
 from omegaconf import OmegaConf
 
 from llmworks.config import compose_config
-from llmworks.corpus.prepare import load_corpus, prepare_corpus
+from llmworks.corpus.prepare import corpus_stage, load_corpus
+from llmworks.paths import Paths
 from llmworks.tokenization.build import build_tokenizer
 from llmworks.tokenization.train import spec_from_config, train_tokenizer
 
@@ -45,8 +46,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config([f"paths.data={tmp}", "logger=none"])
         OmegaConf.set_struct(cfg, False)
-        prepare_corpus(cfg)
-        train = load_corpus(cfg)["train"]
+        corpus_stage(cfg)
+        train = load_corpus(Paths.from_config(cfg))["train"]
         texts = train["text"]
         mb = sum(len(t.encode()) for t in texts) / 1e6
         print(
@@ -56,7 +57,7 @@ def main() -> None:
         print("| tokenizer | vocab | raw tokenizers MB/s | llmworks MB/s | ratio |")
         print("|---|---|---|---|---|")
         for name in args.types:
-            spec = spec_from_config(cfg.tokenizers[name])
+            spec = spec_from_config(cfg.tokenizers[name], name)
             raw_s, our_s = [], []
             for _ in range(args.repeats):
                 raw_s.append(raw_train(spec, texts))

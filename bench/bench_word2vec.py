@@ -23,22 +23,17 @@ from omegaconf import OmegaConf
 
 from llmworks.config import compose_config, typed
 from llmworks.corpus.wiki_sample import iter_articles
-from llmworks.data.word_vocab import tokenize
-from llmworks.evaluation.word_similarity import keyed_vectors, word_benchmarks
-from llmworks.models.word2vec import Word2VecConfig
-from llmworks.training.word2vec import (
-    Word2VecData,
-    Word2VecDataConfig,
-    Word2VecModule,
-    Word2VecOptimConfig,
-    word_corpus,
-)
+from llmworks.families.word2vec.benchmarks import keyed_vectors, word_benchmarks
+from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, word_corpus
+from llmworks.families.word2vec.model import Word2VecConfig
+from llmworks.families.word2vec.module import Word2VecModule, Word2VecOptimConfig
+from llmworks.tokenization.words import tokenize
 
-MIN_PAIRS = 30  # conf/evaluate: evaluate.min_word_pairs
+MIN_PAIRS = 30  # conf/word2vec: evaluate.word2vec.min_word_pairs
 
 
 def run_ours(vocab, corpus, w, seed: int) -> dict:
-    """The train_word2vec stage's module and data on a plain Trainer without validation;
+    """The train@word2vec stage's module and data on a plain Trainer without validation;
     words/s over the whole fit (pair generation included)."""
     L.seed_everything(seed, verbose=False)
     config = typed(Word2VecConfig, w.model, "model", vocab_size=len(vocab))

@@ -34,20 +34,21 @@ def main() -> None:
     rows = []
     for family in ("word2vec", "bert", "gpt"):
         side = [f"paths.{p}={root / 'straight' / p}" for p in ("models", "runs", "metrics")]
-        sh(sys.executable, f"pipelines/train_{family}.py", "--config-dir", ".", "--config-name",
-           "params", "hydra.run.dir=.", "hydra.output_subdir=null", *side, cwd=root)  # fmt: skip
-        straight = json.loads((root / "straight/metrics" / f"{family}.json").read_text())
+        sh(sys.executable, "pipelines/train.py", "--config-dir", ".", "--config-name",
+           "params", "hydra.run.dir=.", "hydra.output_subdir=null", f"family={family}", *side,
+           cwd=root)  # fmt: skip
+        straight = json.loads((root / "straight/metrics/train" / f"{family}.json").read_text())
         last = root / "runs" / family / "checkpoints" / "last.ckpt"
-        proc = start(["dvc", "repro", f"train_{family}"], root)
+        proc = start(["dvc", "repro", f"train@{family}"], root)
         kill_when(proc, last.is_file)
         time.sleep(0.5)
         at = torch.load(last, weights_only=True)["global_step"]
         t0 = time.perf_counter()
         subprocess.run(
-            ["dvc", "repro", f"train_{family}"], cwd=root, check=True, capture_output=True
+            ["dvc", "repro", f"train@{family}"], cwd=root, check=True, capture_output=True
         )
         seconds = time.perf_counter() - t0
-        resumed = json.loads((root / "metrics" / f"{family}.json").read_text())
+        resumed = json.loads((root / "metrics" / "train" / f"{family}.json").read_text())
         m = MONITOR[family]
         rows.append((family, at, resumed["steps"], m, straight[m], resumed[m], seconds))
     print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, params: {' '.join(LONGER)}\n")
@@ -57,7 +58,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for f, at, steps, m, a, b, sec in rows:
         print(
-            f"| `train_{f}` | {at} | {steps} | {m} | {a:.6f} | {b:.6f} | {abs(a - b):.1e} | {sec:.1f} |"
+            f"| `train@{f}` | {at} | {steps} | {m} | {a:.6f} | {b:.6f} | {abs(a - b):.1e} | {sec:.1f} |"
         )
 
 

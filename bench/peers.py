@@ -4,7 +4,7 @@
     python bench/peers.py gpt  [overrides...]   # ours vs a plain nanoGPT-style loop
 
 Needs the encoded data of the default pipeline (``dvc repro encode``). Each run first times
-our stage script end to end (``python pipelines/train_<family>.py``, the whole process:
+our stage script end to end (``python pipelines/train.py family=<family>``, the whole process:
 start-up, validation, saving and export included) with the given Hydra overrides, writing
 into a scratch directory (the workspace's models stay as they are). The peer then trains
 the same shape on the same token shards for that many seconds of pure training (a head
@@ -47,16 +47,16 @@ import torch.nn.functional as F
 from bench_gpt import machine  # the benches' one machine line (bench/ is on sys.path)
 
 from llmworks.config import compose_config, typed
-from llmworks.data.mlm import IGNORE_INDEX, MLMData, MLMDataConfig
 from llmworks.data.shards import open_shards
-from llmworks.data.windows import WindowDataModule
-from llmworks.evaluation.run import score_batches
-from llmworks.export.hf_bert import to_hf
-from llmworks.models.bert import Bert
-from llmworks.models.gpt import GPT, GPTConfig
+from llmworks.evaluation.scoring import score_batches
+from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
+from llmworks.families.bert.hf import to_hf
+from llmworks.families.bert.model import Bert
+from llmworks.families.gpt.data import WindowDataModule
+from llmworks.families.gpt.model import GPT, GPTConfig
+from llmworks.families.gpt.module import NextTokenScores
+from llmworks.families.gpt.module import build as build_gpt
 from llmworks.paths import Paths
-from llmworks.training.gpt import NextTokenScores
-from llmworks.training.gpt import build as build_gpt
 from llmworks.training.optim import OptimConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +66,8 @@ def run_ours(family: str, overrides: list[str], out: Path) -> float:
     """Our stage script, timed end to end; its outputs go under ``out``."""
     cmd = [
         sys.executable,
-        str(REPO / "pipelines" / f"train_{family}.py"),
+        str(REPO / "pipelines" / "train.py"),
+        f"family={family}",
         f"paths.models={out / 'models'}",
         f"paths.runs={out / 'runs'}",
         f"paths.metrics={out / 'metrics'}",
@@ -164,9 +165,9 @@ def bert(overrides: list[str], out: Path) -> list[dict[str, Any]]:
     steps = max(1, int(seconds / (probe_s / probe_steps)))
     theirs, their_steps, their_s = hf_train(steps, seconds)
     ours = AutoModelForMaskedLM.from_pretrained(ours_dir)
-    metrics_ours = json.loads((out / "metrics" / "bert.json").read_text())
+    metrics_ours = json.loads((out / "metrics" / "train" / "bert.json").read_text())
     rows = [
-        {"model": "ours (train_bert stage)", "steps": metrics_ours["steps"], "seconds": seconds}
+        {"model": "ours (train@bert stage)", "steps": metrics_ours["steps"], "seconds": seconds}
         | mlm_scores(ours, data),
         {"model": "HF BertForMaskedLM + Trainer", "steps": their_steps, "seconds": their_s}
         | mlm_scores(theirs, data),
@@ -205,9 +206,9 @@ def gpt(overrides: list[str], out: Path) -> list[dict[str, Any]]:
     theirs, steps, their_s = nanogpt_loop(
         config, optim, shards, int(g.data.batch_size), float(g.train.gradient_clip_val), seconds
     )
-    metrics_ours = json.loads((out / "metrics" / "gpt.json").read_text())
+    metrics_ours = json.loads((out / "metrics" / "train" / "gpt.json").read_text())
     return [
-        {"model": "ours (train_gpt stage)", "steps": metrics_ours["steps"], "seconds": seconds}
+        {"model": "ours (train@gpt stage)", "steps": metrics_ours["steps"], "seconds": seconds}
         | gpt_scores(ours, data),
         {"model": "plain nanoGPT-style loop", "steps": steps, "seconds": their_s}
         | gpt_scores(theirs, data),

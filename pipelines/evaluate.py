@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.evaluation.run import evaluate_stage
+from llmworks.evaluation.stage import evaluate_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

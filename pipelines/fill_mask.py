@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.fill_mask import run_fill_mask
+from llmworks.families.bert.fill_mask import run_fill_mask
 
 
 def _quote_text(arg: str) -> str:

@@ -1,11 +1,14 @@
-"""Stream a continuation of a prompt from the trained GPT:
-`python pipelines/generate.py prompt="The history of" temperature=0 gpt.checkpoint=models/gpt`."""
+"""Stream a continuation of a prompt from the trained GPT (models/gpt by default)::
+
+python pipelines/generate.py prompt="The history of" temperature=0
+python pipelines/generate.py prompt="The" checkpoint=runs/gpt/checkpoints/best.ckpt
+"""
 
 import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.generation import generate_text
+from llmworks.families.gpt.generate import generate_text
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")

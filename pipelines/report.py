@@ -5,7 +5,7 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.evaluation.report_page import report_stage
+from llmworks.report.stage import report_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -15,6 +15,9 @@ from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 
+# a direct run that needs neither W&B nor more than one thread (most training tests)
+FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+
 OFFLINE_ENV = {
     "HF_DATASETS_OFFLINE": "1",
     "HF_HUB_OFFLINE": "1",
@@ -104,17 +107,31 @@ def copy_repo(root: Path) -> Path:
     return root
 
 
-def stage_paths(root: Path) -> list[str]:
-    """Overrides that send every artifact of a direct run under ``root``."""
+def stage_overrides(
+    family: str | None, root: Path, *extra: str, data: Path | None = None
+) -> list[str]:
+    """Overrides for a direct run of a stage (``python pipelines/<stage>.py ...``) that send
+    everything it writes under ``root``, read the data from ``data`` (a prepared
+    ``paths.data``; default ``root / "data"``) and, for ``pipelines/train.py``, train
+    ``family``; then ``extra``."""
     return [
-        f"paths.data={root / 'data'}",
+        *([f"family={family}"] if family else []),
+        f"paths.data={data or root / 'data'}",
         f"paths.models={root / 'models'}",
         f"paths.runs={root / 'runs'}",
         f"paths.metrics={root / 'metrics'}",
         f"paths.report={root / 'report'}",
         f"logger.dir={root}",
         "hydra.run.dir=" + str(root / "hydra"),
+        *extra,
     ]
+
+
+def train_metrics(root: Path, family: str) -> dict[str, Any]:
+    """``metrics/train/<family>.json`` of a run under ``root``."""
+    import json
+
+    return json.loads((root / "metrics" / "train" / f"{family}.json").read_text())
 
 
 SAMPLE_PARAGRAPHS = [
@@ -185,9 +202,9 @@ def preset(group: str, option: str, *keys: str) -> dict[str, Any]:
 
 
 def gpt_config(vocab_size: int, **overrides: Any):
-    """``GPTConfig`` of ``conf/gpt/default.yaml`` (classic GPT-2 switches) with overrides."""
+    """``GPTConfig`` of ``conf/gpt/default.yaml`` with overrides."""
     from llmworks.config import typed
-    from llmworks.models.gpt import GPTConfig
+    from llmworks.families.gpt.model import GPTConfig
 
     values = preset("gpt", "default", "model") | overrides
     return typed(GPTConfig, values, "gpt.model", vocab_size=vocab_size)
@@ -196,7 +213,7 @@ def gpt_config(vocab_size: int, **overrides: Any):
 def bert_config(vocab_size: int, pad_id: int = 0, **overrides: Any):
     """``BertConfig`` of ``conf/bert/default.yaml`` with overrides."""
     from llmworks.config import typed
-    from llmworks.models.bert import BertConfig
+    from llmworks.families.bert.model import BertConfig
 
     values = preset("bert", "default", "model") | overrides
     return typed(BertConfig, values, "bert.model", vocab_size=vocab_size, pad_id=pad_id)
@@ -214,7 +231,7 @@ def tokenizer_spec(kind: str, **overrides: Any):
 def mlm_data_config(**overrides: Any):
     """``MLMDataConfig`` of ``conf/bert/smoke.yaml`` with overrides."""
     from llmworks.config import typed
-    from llmworks.data.mlm import MLMDataConfig
+    from llmworks.families.bert.data import MLMDataConfig
 
     return typed(MLMDataConfig, preset("bert", "smoke", "data") | overrides, "bert.data")
 
@@ -235,7 +252,7 @@ def make_data(root: Path) -> Path:
     for f in range(4):
         paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 6)]
         (files / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
-    args = [*stage_paths(root), *local_corpus_overrides(files), "corpus.sample_by=document"]
+    args = stage_overrides(None, root, *local_corpus_overrides(files), "corpus.sample_by=document")
     for stage in ("prepare_corpus", "train_tokenizer", "encode"):
         proc = run_stage(stage, *args, env={"WANDB_MODE": "disabled"})
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -247,3 +264,84 @@ def prepared_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``paths.data`` of a small corpus with its three tokenizers and token shards, made once
     by the real stages for every test that trains; tests read it and never write into it."""
     return make_data(tmp_path_factory.mktemp("prepared")) / "data"
+
+
+# ----------------------------------------------------------------------------- tiny data
+# Built once per session, read by many tests, written by none.
+
+
+@pytest.fixture(scope="session")
+def bpe_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 300-token byte-level BPE ``tokenizer.json`` (``tiny.train_bpe``)."""
+    from tiny import train_bpe
+
+    return train_bpe(tmp_path_factory.mktemp("bpe") / "tokenizer.json")
+
+
+@pytest.fixture(scope="session")
+def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 200-token WordPiece ``tokenizer.json`` framing ``[CLS] ... [SEP]``, as BERT reads."""
+    from tiny import TEXT
+
+    from llmworks.tokenization.build import add_bert_framing, build_tokenizer
+
+    tok, trainer = build_tokenizer(tokenizer_spec("wordpiece", vocab_size=200))
+    tok.train_from_iterator(TEXT * 20, trainer)
+    add_bert_framing(tok)
+    path = tmp_path_factory.mktemp("wordpiece") / "tokenizer.json"
+    tok.save(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data`` with a tiny BPE tokenizer and its shards (``tiny.write_shards``)."""
+    from tiny import write_shards
+
+    root = tmp_path_factory.mktemp("gpt_data") / "data"
+    write_shards(root)
+    return root
+
+
+def _documents(n: int) -> list[str]:
+    # documents of 1 to 6 paragraphs: some fit many to a sequence, some need several windows
+    return [
+        " ".join(SAMPLE_PARAGRAPHS[(i + j) % len(SAMPLE_PARAGRAPHS)] for j in range(1 + i % 6))
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="session")
+def bert_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny lower-cased WordPiece tokenizer and its token shards: (tokenizer.json, shards)."""
+    import datasets
+
+    from llmworks.data.encode import encode_corpus
+    from llmworks.tokenization.train import train_tokenizer
+
+    root = tmp_path_factory.mktemp("bert_data")
+    corpus = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict({"text": _documents(60)}),
+            "validation": datasets.Dataset.from_dict({"text": _documents(12)[::-1]}),
+        }
+    )
+    spec = tokenizer_spec("wordpiece", vocab_size=300)
+    tok = train_tokenizer(spec, corpus["train"])
+    tok_json = root / "tokenizer.json"
+    tok.save(str(tok_json))
+    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token, batch_size=100)
+    return tok_json, root / "tokens"
+
+
+@pytest.fixture(scope="session")
+def bert_data(bert_shards: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``paths.data`` laid out as the pipeline does: tokenizers/wordpiece + tokens/wordpiece."""
+    import shutil
+
+    tok_json, shards_dir = bert_shards
+    root = tmp_path_factory.mktemp("bert_stage") / "data"
+    (root / "tokenizers" / "wordpiece").mkdir(parents=True)
+    shutil.copyfile(tok_json, root / "tokenizers" / "wordpiece" / "tokenizer.json")
+    shutil.copytree(shards_dir, root / "tokens" / "wordpiece")
+    return root

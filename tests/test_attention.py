@@ -9,17 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from gpt_helpers import TEXT, train_bpe
+from tiny import TEXT, random_bert, random_gpt
 from tokenizers import Tokenizer
 
 from llmworks.evaluation.attention import attention_maps, token_labels
-from llmworks.export import hf_bert, hf_gpt
-from llmworks.models.bert import Bert
-from llmworks.models.gpt import GPT
+from llmworks.families.bert import hf as hf_bert
+from llmworks.families.gpt import hf as hf_gpt
 from llmworks.models.layers import Attention, RotaryEmbedding
-from llmworks.tokenization.build import add_bert_framing, build_tokenizer
-
-from conftest import bert_config, gpt_config, tokenizer_spec
 
 GPT_VARIANTS = {
     "gpt2": dict(pos="learned", norm="layernorm", mlp="gelu", bias=True),
@@ -28,27 +24,6 @@ GPT_VARIANTS = {
         pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=5
     ),
 }
-
-
-def perturbed(model: torch.nn.Module) -> torch.nn.Module:
-    """Random norms and biases too, so a wrong mapping or a skipped bias cannot hide."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name or name.endswith("bias"):
-                p.add_(0.1 * torch.randn_like(p))
-    return model.eval()
-
-
-def random_gpt(vocab: int = 300, **kw) -> GPT:
-    torch.manual_seed(0)
-    cfg = gpt_config(vocab, block_size=64, n_layer=2, n_head=4, d_model=32, **kw)
-    return perturbed(GPT(cfg))
-
-
-def random_bert(vocab: int = 300, **kw) -> Bert:
-    torch.manual_seed(0)
-    cfg = bert_config(vocab, max_seq_len=64, n_layer=2, n_head=4, d_model=32, **kw)
-    return perturbed(Bert(cfg))
 
 
 # ----------------------------------------------------------------------------- properties
@@ -104,21 +79,6 @@ def test_weights_times_values_through_proj_is_forward(n_kv_head, rope, causal) -
 
 
 # ----------------------------------------------------------------------------- Hugging Face
-
-
-@pytest.fixture(scope="module")
-def bpe_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return train_bpe(tmp_path_factory.mktemp("bpe") / "tokenizer.json")
-
-
-@pytest.fixture(scope="module")
-def wordpiece_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tok, trainer = build_tokenizer(tokenizer_spec("wordpiece", vocab_size=200))
-    tok.train_from_iterator(TEXT * 20, trainer)
-    add_bert_framing(tok)
-    path = tmp_path_factory.mktemp("wordpiece") / "tokenizer.json"
-    tok.save(str(path))
-    return path
 
 
 @pytest.mark.parametrize("variant", GPT_VARIANTS)

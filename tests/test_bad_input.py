@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import local_corpus_overrides, run_stage, stage_paths
+from conftest import local_corpus_overrides, run_stage, stage_overrides
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,12 @@ class Case:
     expect: str  # in the message (stderr), or in the warning when the stage goes on
     fails: bool = True
     env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def shown(self) -> str:
+        """The stage as the table names it: the script, or the DVC stage it trains."""
+        family = [a.split("=", 1)[1] for a in self.args if a.startswith("family=")]
+        return f"{self.stage}@{family[0]}" if family else self.stage
 
 
 FAKE_KEY = "f" * 40
@@ -43,18 +49,18 @@ CASES = [
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
     Case("vocabulary of 10", "train_tokenizer", ("+only=wordpiece", "tokenizers.wordpiece.vocab_size=10"), "raise vocab_size"),
     Case("unknown BPE split pattern", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.split_pattern=gpt3"), "byte-level BPE takes one of"),
-    Case("evaluation mask rate of 0", "train_bert", ("bert.data.eval_mask_rate=0",), "eval_mask_rate=0"),
-    Case("unknown BERT positions", "train_bert", ("bert.model.pos=alibi",), "expected 'learned' or 'rope'"),
-    Case("corpus shorter than one window", "train_gpt", ("gpt.model.block_size=100000",), "fewer than block_size + 1"),
-    Case("sequence above the model's context", "train_bert", ("bert.data.max_seq_len=100",), "exceeds the model's position table"),
-    Case("misspelled key", "train_gpt", ("gpt.optim.lrr=0.1",), "gpt.optim.lrr"),
-    Case("misspelled group option", "train_gpt", ("gpt=gtp2",), "Available options"),
-    Case("misspelled Trainer argument", "train_gpt", ("+trainer.max_stepz=5",), "max_stepz"),
-    Case("trainer.devices above the CPU cores", "train_gpt", ("trainer.devices=4096",), "cores"),
-    Case("a GPU asked on a machine without one", "train_gpt", ("trainer=gpu",), "gpu"),
-    Case("num_nodes without a launcher", "train_gpt", ("trainer.num_nodes=2",), "one process per node"),
+    Case("evaluation mask rate of 0", "train", ("family=bert", "bert.data.eval_mask_rate=0"), "eval_mask_rate=0"),
+    Case("unknown BERT positions", "train", ("family=bert", "bert.model.pos=alibi"), "expected 'learned' or 'rope'"),
+    Case("corpus shorter than one window", "train", ("family=gpt", "gpt.model.block_size=100000"), "fewer than block_size + 1"),
+    Case("sequence above the model's context", "train", ("family=bert", "bert.data.max_seq_len=100"), "exceeds the model's position table"),
+    Case("misspelled key", "train", ("family=gpt", "gpt.optim.lrr=0.1"), "gpt.optim.lrr"),
+    Case("misspelled group option", "train", ("family=gpt", "gpt=gtp2"), "Available options"),
+    Case("misspelled Trainer argument", "train", ("family=gpt", "+trainer.max_stepz=5"), "max_stepz"),
+    Case("trainer.devices above the CPU cores", "train", ("family=gpt", "trainer.devices=4096"), "cores"),
+    Case("a GPU asked on a machine without one", "train", ("family=gpt", "trainer=gpu"), "gpu"),
+    Case("num_nodes without a launcher", "train", ("family=gpt", "trainer.num_nodes=2"), "one process per node"),
     Case("unknown logger.mode", "prepare_corpus", ("logger.mode=onlin",), "logger.mode='onlin'"),
-    Case("diverging training (lr 1e6)", "train_gpt", ("gpt.optim.lr=1e6",), "training diverged"),
+    Case("diverging training (lr 1e6)", "train", ("family=gpt", "gpt.optim.lr=1e6"), "training diverged"),
     Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
          {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),
     Case("W&B online, server unreachable", "train_tokenizer", ("+only=bpe", "logger=wandb", "logger.init_timeout=3"),
@@ -92,9 +98,15 @@ def make_workspace(root: Path) -> tuple[Path, list[str], Path]:
     for f in range(3):
         paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 4)]
         (corpus / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
-    base = [*stage_paths(root), *local_corpus_overrides(corpus), "gpt=smoke", "bert=smoke"]
-    for stage in ("prepare_corpus", "train_tokenizer", "encode", "train_gpt", "train_bert"):
-        proc = run_stage(stage, *base, env={"WANDB_MODE": "disabled"})
+    base = stage_overrides(None, root, *local_corpus_overrides(corpus), "gpt=smoke", "bert=smoke")
+    for stage, *extra in (
+        ("prepare_corpus",),
+        ("train_tokenizer",),
+        ("encode",),
+        ("train", "family=gpt"),
+        ("train", "family=bert"),
+    ):
+        proc = run_stage(stage, *base, *extra, env={"WANDB_MODE": "disabled"})
         assert proc.returncode == 0, proc.stderr[-3000:]
     return root, base, write_bad_files(root / "bad_files")
 
@@ -124,7 +136,7 @@ def run_case(case: Case, root: Path, base: list[str], files: Path):
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gets_one_clear_line_and_earlier_outputs_stay(case: Case, workspace) -> None:
-    if case.args == ("trainer=gpu",) and torch.cuda.is_available():
+    if "trainer=gpu" in case.args and torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     root, base, files = workspace
     before = snapshot(root)

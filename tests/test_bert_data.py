@@ -1,4 +1,4 @@
-"""MLM data: sequences respect documents, dynamic masking follows BERT's 80/10/10 recipe,
+"""BERT's data (``families/bert/data.py``): sequences respect documents, dynamic masking follows BERT's 80/10/10 recipe,
 never touches special or padding tokens, masks whole words on request, and validation
 masks are the same on every run."""
 
@@ -6,44 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
 from tokenizers import Tokenizer
 
-from llmworks.data.encode import encode_corpus
-from llmworks.data.mlm import IGNORE_INDEX, MLMCollator, MLMData, MLMSequences
 from llmworks.data.shards import open_shards
 from llmworks.errors import LlmworksError
-from llmworks.tokenization.train import train_tokenizer
+from llmworks.families.bert.data import IGNORE_INDEX, MLMCollator, MLMData, MLMSequences
 
-from conftest import SAMPLE_PARAGRAPHS, mlm_data_config, tokenizer_spec
-
-
-def _documents(n: int) -> list[str]:
-    # documents of 1 to 6 paragraphs: some fit many to a sequence, some need several windows
-    return [
-        " ".join(SAMPLE_PARAGRAPHS[(i + j) % len(SAMPLE_PARAGRAPHS)] for j in range(1 + i % 6))
-        for i in range(n)
-    ]
-
-
-@pytest.fixture(scope="module")
-def bert_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A tiny lower-cased WordPiece tokenizer and its token shards: (tokenizer.json, shards)."""
-    root = tmp_path_factory.mktemp("bert_data")
-    corpus = datasets.DatasetDict(
-        {
-            "train": datasets.Dataset.from_dict({"text": _documents(60)}),
-            "validation": datasets.Dataset.from_dict({"text": _documents(12)[::-1]}),
-        }
-    )
-    spec = tokenizer_spec("wordpiece", vocab_size=300)
-    tok = train_tokenizer(spec, corpus["train"])
-    tok_json = root / "tokenizer.json"
-    tok.save(str(tok_json))
-    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token, batch_size=100)
-    return tok_json, root / "tokens"
+from conftest import mlm_data_config
 
 
 def data_config(**overrides):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llmworks.errors import LlmworksError
-from llmworks.models.bow import BagOfWords, average_word_vectors, fit_bow
+from llmworks.models.bow import BagOfWords, fit_bow
 
 TRAIN = [
     "Rivers carry water to the sea.",
@@ -39,9 +39,3 @@ def test_errors_name_the_problem() -> None:
         BagOfWords().transform(["x"])
     with pytest.raises(LlmworksError, match="no words"):
         BagOfWords().fit(["123 456", "..."])
-
-
-def test_average_word_vectors() -> None:
-    words, vecs = ["water", "sea"], np.array([[1.0, 0.0], [0.0, 1.0]])
-    out = average_word_vectors(["Water sea sea", "nothing known"], words, vecs)
-    np.testing.assert_allclose(out, [[1 / 3, 2 / 3], [0, 0]])

@@ -14,8 +14,9 @@ from llmworks.config import CONF_DIR, REPO_ROOT, compose_config
 
 
 def test_committed_params_yaml_equals_composed_defaults() -> None:
+    """As ``dvc exp run`` writes it: composed, interpolations resolved."""
     committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    composed = OmegaConf.to_container(compose_config(), resolve=False)
+    composed = OmegaConf.to_container(compose_config(), resolve=True)
     assert committed == composed, "params.yaml is stale: run `python -m llmworks.config`"
 
 
@@ -45,6 +46,15 @@ def test_smoke_experiment_shrinks_the_run() -> None:
     assert smoke.tokenizers.bpe.vocab_size < default.tokenizers.bpe.vocab_size
 
 
+def test_a_family_is_a_group_selected_once_with_its_registry_entry() -> None:
+    """Each family's group adds its section, its `families` entry (what dvc.yaml's
+    train@<name> reads, following the family's tokenizer) and its evaluation settings."""
+    cfg = compose_config(["gpt=gpt2_124m", "gpt.tokenizer=unigram"])
+    assert list(cfg.families) == ["word2vec", "bert", "gpt"]
+    assert cfg.families.gpt.reads == "data/tokens/unigram" and cfg.gpt.model.n_layer == 12
+    assert cfg.evaluate.gpt.samples.max_new_tokens > 0 and cfg.evaluate.word2vec.probe_words
+
+
 def test_unknown_key_fails_loudly() -> None:
     with pytest.raises(ConfigCompositionException, match="tokenizers.bpe.vocab_sise"):
         compose_config(["tokenizers.bpe.vocab_sise=100"])
@@ -55,7 +65,8 @@ def test_dvc_stage_params_name_existing_keys() -> None:
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     stages = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
-        keys = list(params["tokenizers"]) if "foreach" in stage else [None]
+        foreach = stage.get("foreach", "${None}")[2:-1]  # ${tokenizers} -> tokenizers
+        keys = list(params[foreach]) if foreach in params else [None]
         body = stage.get("do", stage)
         for key in keys:
             for entry in body.get("params", []):

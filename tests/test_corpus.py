@@ -7,13 +7,19 @@ from pathlib import Path
 
 import datasets
 import pytest
-from omegaconf import OmegaConf
 
+from llmworks.config import compose_config
 from llmworks.corpus.clean import assign_split, document_hash, normalize_text
+from llmworks.corpus.config import CorpusConfig, corpus_config
 from llmworks.corpus.sources import _group_wikitext, load_documents
 from llmworks.corpus.wiki_sample import clean_article, iter_articles
 
-from conftest import local_corpus_overrides, run_stage, stage_paths
+from conftest import local_corpus_overrides, run_stage, stage_overrides
+
+
+def local_corpus(*overrides: str) -> CorpusConfig:
+    """The typed ``corpus=local`` section with overrides, as the corpus stage sees it."""
+    return corpus_config(compose_config(["corpus=local", *overrides]))
 
 
 def test_normalize_text_nfc_whitespace_and_paragraphs() -> None:
@@ -73,7 +79,9 @@ def test_prepare_local_corpus_through_entry_point(tmp_path: Path, text_corpus: P
     dup = text_corpus / "dup.txt"
     dup.write_text((text_corpus / "part0.txt").read_text() + "\n\n   \n\n", encoding="utf-8")
     result = run_stage(
-        "prepare_corpus", *stage_paths(tmp_path), *local_corpus_overrides(f"{text_corpus}/*.txt")
+        "prepare_corpus",
+        *stage_overrides(None, tmp_path),
+        *local_corpus_overrides(f"{text_corpus}/*.txt"),
     )
     assert result.returncode == 0, result.stderr
     out = tmp_path / "data" / "corpus"
@@ -95,15 +103,7 @@ def test_local_json_and_parquet(tmp_path: Path, fmt: str) -> None:
     datasets.Dataset.from_list(rows).to_json(
         path
     ) if fmt == "jsonl" else datasets.Dataset.from_list(rows).to_parquet(path)
-    corpus = OmegaConf.create(
-        {
-            "source": "local",
-            "data_files": str(path),
-            "format": "auto",
-            "text_field": "body",
-            "split": {"by": "hash"},
-        }
-    )
+    corpus = local_corpus(f"corpus.data_files={path}", "corpus.text_field=body")
     ds = load_documents(corpus, tmp_path / "work")
     assert ds.column_names == ["text"] and ds["text"] == [r["body"] for r in rows]
 
@@ -130,7 +130,7 @@ def test_split_by_source_keeps_the_given_splits(tmp_path: Path) -> None:
         "corpus.split.by=source",
         f"corpus.data_files={{train:{files}/train.txt,valid:{files}/valid.txt,test:{files}/te*.txt}}",
     ]
-    result = run_stage("prepare_corpus", *stage_paths(tmp_path / "a"), *by_source)
+    result = run_stage("prepare_corpus", *stage_overrides(None, tmp_path / "a"), *by_source)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "a" / "data" / "corpus"
     ds = datasets.load_from_disk(str(out / "dataset"))
@@ -143,7 +143,7 @@ def test_split_by_source_keeps_the_given_splits(tmp_path: Path) -> None:
 
     # the same text split by hash: every document where its hash puts it, duplicates dropped
     by_hash = ["corpus=local", f"corpus.data_files={files}", "corpus.split.validation=0.2"]
-    result = run_stage("prepare_corpus", *stage_paths(tmp_path / "b"), *by_hash)
+    result = run_stage("prepare_corpus", *stage_overrides(None, tmp_path / "b"), *by_hash)
     assert result.returncode == 0, result.stderr
     hashed = datasets.load_from_disk(str(tmp_path / "b" / "data" / "corpus" / "dataset"))
     every = {t for split in docs.values() for t in split}
@@ -180,7 +180,9 @@ def test_split_modes_reject_what_they_cannot_honour(
     files.mkdir()
     _write_split_files(files)
     overrides = [o.replace("X", str(files)) for o in overrides]
-    result = run_stage("prepare_corpus", *stage_paths(tmp_path), "corpus=local", *overrides)
+    result = run_stage(
+        "prepare_corpus", *stage_overrides(None, tmp_path), "corpus=local", *overrides
+    )
     _assert_user_error(result, message)
     assert "Traceback" not in result.stderr
 
@@ -194,7 +196,7 @@ def _assert_user_error(result, *needles: str) -> None:
 def test_bad_inputs_fail_clearly_and_keep_earlier_outputs(
     tmp_path: Path, text_corpus: Path
 ) -> None:
-    paths = stage_paths(tmp_path)
+    paths = stage_overrides(None, tmp_path)
     ok = run_stage("prepare_corpus", *paths, *local_corpus_overrides(text_corpus))
     assert ok.returncode == 0, ok.stderr
     dataset_dir = tmp_path / "data" / "corpus" / "dataset"
@@ -234,24 +236,15 @@ def test_bad_inputs_fail_clearly_and_keep_earlier_outputs(
 
 def test_latin1_corpus_loads_with_its_encoding(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_bytes("Caf\u00e9 cr\u00e8me\n\nna\u00efve text\n".encode("latin-1"))
-    corpus = OmegaConf.create(
-        {
-            "source": "local",
-            "data_files": str(tmp_path / "a.txt"),
-            "format": "auto",
-            "text_field": "text",
-            "sample_by": "paragraph",
-            "encoding": "latin-1",
-            "encoding_errors": "strict",
-            "split": {"by": "hash"},
-        }
-    )
+    corpus = local_corpus(f"corpus.data_files={tmp_path / 'a.txt'}", "corpus.encoding=latin-1")
     texts = load_documents(corpus, tmp_path / "work")["text"]
     assert [t.strip() for t in texts] == ["Caf\u00e9 cr\u00e8me", "na\u00efve text"]
 
 
 def test_hub_corpus_offline_fails_fast_with_a_local_hint(tmp_path: Path) -> None:
-    result = run_stage("prepare_corpus", *stage_paths(tmp_path), "corpus=wikitext2", timeout=60)
+    result = run_stage(
+        "prepare_corpus", *stage_overrides(None, tmp_path), "corpus=wikitext2", timeout=60
+    )
     _assert_user_error(result, "wikitext", "corpus=local")
 
 
@@ -261,7 +254,7 @@ def test_hub_corpus_without_network_fails_fast_even_without_offline_flag(tmp_pat
     start = time.monotonic()
     result = run_stage(
         "prepare_corpus",
-        *stage_paths(tmp_path),
+        *stage_overrides(None, tmp_path),
         "corpus=tinystories",
         env={
             "HF_DATASETS_OFFLINE": "0",

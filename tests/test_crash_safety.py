@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import OFFLINE_ENV, REPO, copy_repo, sh
+from conftest import OFFLINE_ENV, REPO, copy_repo, sh, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -70,28 +70,29 @@ def test_a_killed_training_stage_resumes_under_dvc_repro(repo: Path, family: str
     # the uninterrupted run, with the same params, into a side directory
     side = [f"paths.{p}={tmp_path / p}" for p in ("models", "runs", "metrics")]
     straight = sh(
-        sys.executable, f"pipelines/train_{family}.py", "--config-dir", ".", "--config-name",
-        "params", "hydra.run.dir=.", "hydra.output_subdir=null", *side, cwd=repo,
+        sys.executable, "pipelines/train.py", "--config-dir", ".", "--config-name",
+        "params", "hydra.run.dir=.", "hydra.output_subdir=null", f"family={family}", *side,
+        cwd=repo,
     )  # fmt: skip
     assert straight.returncode == 0
-    expected = json.loads((tmp_path / "metrics" / f"{family}.json").read_text())
+    expected = train_metrics(tmp_path, family)
 
     last = repo / "runs" / family / "checkpoints" / "last.ckpt"
-    proc = start(["dvc", "repro", f"train_{family}"], repo)
+    proc = start(["dvc", "repro", f"train@{family}"], repo)
     kill_when(proc, last.is_file)
-    assert not (repo / "metrics" / f"{family}.json").exists()  # killed mid-training
+    assert not (repo / "metrics" / "train" / f"{family}.json").exists()  # killed mid-training
 
-    rerun = sh("dvc", "repro", f"train_{family}", cwd=repo)
+    rerun = sh("dvc", "repro", f"train@{family}", cwd=repo)
     said = rerun.stdout + rerun.stderr
     assert f"resuming from {Path('runs') / family / 'checkpoints' / 'last.ckpt'}" in said
-    got = json.loads((repo / "metrics" / f"{family}.json").read_text())
+    got = train_metrics(repo, family)
     assert got["steps"] == expected["steps"]
     # same data order, masks, noise and random state after the resume: float precision
     monitor = {"word2vec": "val_loss", "bert": "val_mlm_loss", "gpt": "val_loss"}[family]
     assert got[monitor] == pytest.approx(expected[monitor], abs=1e-5)
-    curve = (repo / "metrics" / f"{family}_train.csv").read_text().splitlines()[1:]
+    curve = (repo / "metrics" / "train" / f"{family}_train.csv").read_text().splitlines()[1:]
     assert [int(r.split(",")[0]) for r in curve] == list(range(got["steps"]))  # whole history
-    assert json.loads(sh("dvc", "status", "--json", f"train_{family}", cwd=repo).stdout) == {}
+    assert json.loads(sh("dvc", "status", "--json", f"train@{family}", cwd=repo).stdout) == {}
 
 
 @pytest.mark.parametrize(
@@ -129,9 +130,9 @@ def test_a_damaged_checkpoint_stops_with_the_file_and_the_choice(repo: Path) -> 
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     ckpt.write_bytes(b"PK\x03\x04" + b"\x00" * 100)  # a truncated zip
     proc = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "train_gpt.py"), "--config-dir", ".",
+        [sys.executable, str(REPO / "pipelines" / "train.py"), "--config-dir", ".",
          "--config-name", "params", "hydra.run.dir=.", "hydra.output_subdir=null",
-         "hydra/job_logging=none", "hydra/hydra_logging=none"],
+         "hydra/job_logging=none", "hydra/hydra_logging=none", "family=gpt"],
         cwd=repo, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True,
     )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -1,7 +1,9 @@
-"""dvc.yaml's code dependencies cannot drift: every llmworks module a stage's entry point
-imports -- directly or through other modules, imports inside functions included -- is listed
-in that stage's ``deps`` (as a file or under a listed folder), and no listed source path is
-one the stage never imports. Editing any module a stage runs reruns that stage."""
+"""dvc.yaml's code dependencies cannot drift: they are package folders (a family's folder,
+the shared packages) and the few top-level modules, and every llmworks module a stage's entry
+point runs -- directly or through other modules, imports inside functions included, and the
+families the registry imports by name -- lies under one of its deps, while every dep holds
+something the stage runs. Editing any module a stage runs reruns that stage; editing one
+family's folder reruns no other family's training."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import yaml
 from conftest import REPO
 
 SRC = REPO / "src"
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+FAMILIES = list(PARAMS["families"])
 
 
 def _module_file(name: str) -> Path | None:
@@ -26,9 +30,14 @@ def _module_file(name: str) -> Path | None:
 
 def _imports(path: Path) -> set[str]:
     """Names of the llmworks modules ``path`` imports anywhere in its body, with their
-    parent packages (importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__``)."""
+    parent packages (importing ``a.b.c`` runs ``a/__init__`` and ``a/b/__init__``). Imports
+    under ``if TYPE_CHECKING:`` are for annotations and never run."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):  # drop the bodies of `if TYPE_CHECKING:` blocks
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            node.body = []
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -56,7 +65,7 @@ def _targets() -> set[str]:
             for value in node.values():
                 walk(value)
 
-    walk(yaml.safe_load((REPO / "params.yaml").read_text()))
+    walk(PARAMS)
     return found
 
 
@@ -70,21 +79,6 @@ def _runs_code(path: Path) -> bool:
     )
 
 
-def modules_run_by(script: Path) -> set[Path]:
-    """Every llmworks source file ``script`` may execute (transitive imports, and the
-    ``_target_`` classes of conf/ for a stage that instantiates from config)."""
-    seen: set[str] = set()
-    todo = list(_imports(script))
-    if "llmworks.training.fit" in _closure(todo):
-        todo += [m for name in _targets() for m in _imports_of_name(name)]
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo += _imports(_module_file(name)) - seen
-    return {f for f in map(_module_file, seen) if _runs_code(f)}
-
-
 def _closure(names: list[str]) -> set[str]:
     seen: set[str] = set()
     todo = list(names)
@@ -96,41 +90,89 @@ def _closure(names: list[str]) -> set[str]:
     return seen
 
 
-def _imports_of_name(name: str) -> list[str]:
-    """``a.b.c`` and its parent packages."""
-    parts = name.split(".")
-    return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+def by_name(stage: str, key: str | None) -> list[str]:
+    """What a stage imports by name through the registry (``llmworks.spec.family`` and
+    ``.evaluation``): the training stage its family, the evaluate stage every family with
+    its evaluation."""
+    if stage == "train":
+        return [f"llmworks.families.{key}"]
+    if stage == "evaluate":
+        return [f"llmworks.families.{n}{part}" for n in FAMILIES for part in ("", ".evaluate")]
+    return []
 
 
-def _stages() -> list[tuple[str, Path, list[Path]]]:
-    """(stage, entry-point script, source deps) for every stage of dvc.yaml."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+def modules_run_by(script: Path, named: list[str] = ()) -> set[Path]:
+    """Every llmworks source file ``script`` may execute: its transitive imports, the
+    modules it imports by name, and the ``_target_`` classes of conf/ for a stage that
+    instantiates from config."""
+    roots = list(_imports(script)) + list(named)
+    if "llmworks.training.fit" in _closure(roots):
+        roots += [".".join(t.split(".")[:i]) for t in _targets() for i in range(1, 4)]
+    return {f for f in map(_module_file, _closure(roots)) if f and _runs_code(f)}
+
+
+def _stages() -> list[tuple[str, list[tuple[str | None, Path, list[Path]]]]]:
+    """Every stage of dvc.yaml with its items: ``(key, entry point, source deps)``, one item
+    for a plain stage, one per key of its ``foreach`` map."""
     out = []
-    for name, stage in stages.items():
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
         body = stage.get("do", stage)
-        script = REPO / body["cmd"].split()[1]
-        deps = [REPO / d for d in body["deps"] if d.startswith(("src/", "pipelines/"))]
-        out.append((name, script, deps))
+        keys = list(PARAMS[stage["foreach"][2:-1]]) if "foreach" in stage else [None]
+        items = []
+        for key in keys:
+            script = REPO / body["cmd"].split()[1]
+            deps = [
+                REPO / d.replace("${key}", str(key))
+                for d in body["deps"]
+                if d.startswith(("src/", "pipelines/"))
+            ]
+            items.append((key, script, deps))
+        out.append((name, items))
     return out
 
 
-@pytest.mark.parametrize(("stage", "script", "deps"), _stages(), ids=[s[0] for s in _stages()])
-def test_code_deps_are_exactly_what_the_stage_imports(
-    stage: str, script: Path, deps: list[Path]
-) -> None:
-    run = modules_run_by(script) | {script}
-    missing = sorted(
-        str(f.relative_to(REPO)) for f in run if not any(f == d or d in f.parents for d in deps)
-    )
-    assert not missing, f"stage {stage}: add to its deps in dvc.yaml: {missing}"
-    unused = sorted(
-        str(d.relative_to(REPO)) for d in deps if not any(f == d or d in f.parents for f in run)
-    )
-    assert not unused, f"stage {stage}: deps it never imports: {unused}"
+def _covers(dep: Path, f: Path) -> bool:
+    return f == dep or dep in f.parents
+
+
+@pytest.mark.parametrize(("stage", "items"), _stages(), ids=[s[0] for s in _stages()])
+def test_code_deps_are_what_the_stage_runs(stage: str, items: list) -> None:
+    used: set[Path] = set()
+    for key, script, deps in items:
+        run = modules_run_by(script, by_name(stage, key)) | {script}
+        missing = sorted(
+            str(f.relative_to(REPO)) for f in run if not any(_covers(d, f) for d in deps)
+        )
+        assert not missing, f"stage {stage}@{key}: add to its deps in dvc.yaml: {missing}"
+        used |= {d for d in deps if any(_covers(d, f) for f in run)}
+    # a foreach stage shares its deps among its items: each must serve one of them at least
+    listed = {d for _, _, deps in items for d in deps}
+    unused = sorted(str(d.relative_to(REPO)) for d in listed - used)
+    assert not unused, f"stage {stage}: deps it never runs: {unused}"
+
+
+def test_code_deps_are_folders_but_for_top_level_modules() -> None:
+    """A package is one dep, so a module added to it can never be forgotten; single files
+    are the top-level modules of llmworks (the family spec and registry among them)."""
+    for name, items in _stages():
+        for _, _, deps in items:
+            for dep in deps:
+                if dep.is_file() and dep.parent.name != "pipelines":
+                    assert dep.parent == SRC / "llmworks", (name, dep)
+
+
+def test_one_familys_code_never_reruns_another_familys_training() -> None:
+    ((_, items),) = [s for s in _stages() if s[0] == "train"]
+    for key, _, deps in items:
+        others = [SRC / "llmworks" / "families" / f for f in FAMILIES if f != key]
+        assert not [d for d in deps for o in others if _covers(d, o) or _covers(o, d)], key
 
 
 def test_the_import_graph_follows_imports_inside_functions() -> None:
-    """The GPT export is imported lazily, inside the export hook: it still counts."""
-    run = modules_run_by(REPO / "pipelines" / "train_gpt.py")
-    assert SRC / "llmworks" / "export" / "hf_gpt.py" in run
-    assert SRC / "llmworks" / "evaluation" / "run.py" not in run  # evaluation is not training
+    """An import inside a function body still counts; evaluation is not training."""
+    metrics = SRC / "llmworks" / "training" / "metrics.py"
+    assert "llmworks.training.sharding" in _imports(metrics)  # inside configure_model
+    run = modules_run_by(REPO / "pipelines" / "train.py", by_name("train", "gpt"))
+    assert SRC / "llmworks" / "families" / "gpt" / "hf.py" in run
+    assert SRC / "llmworks" / "evaluation" / "stage.py" not in run
+    assert SRC / "llmworks" / "families" / "gpt" / "evaluate.py" not in run

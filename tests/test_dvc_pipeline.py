@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmworks.tracking import offline_runs, read_offline_run
+from llmworks.tracking.sync import offline_runs, read_offline_run
 
-from conftest import copy_repo, sh
+from conftest import copy_repo, sh, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +48,7 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
         assert tok_stats["vocab_size"] <= 600
         meta = json.loads((repo / f"data/tokens/{name}/meta.json").read_text())
         assert meta["splits"]["train"]["tokens"] > 1000
-    gpt = json.loads((repo / "metrics" / "gpt.json").read_text())
-    bert = json.loads((repo / "metrics" / "bert.json").read_text())
-    w2v = json.loads((repo / "metrics" / "word2vec.json").read_text())
+    gpt, bert, w2v = (train_metrics(repo, f) for f in ("gpt", "bert", "word2vec"))
     assert gpt["val_loss"] > 0 and gpt["val_bpb"] > 0 and gpt["tokens_per_s"] > 0
     assert bert["val_mlm_loss"] > 0 and 0 <= bert["val_mlm_acc"] <= 1
     assert w2v["val_loss"] > 0 and w2v["tokens_per_s"] > 0  # corpus words per second
@@ -90,7 +88,7 @@ def test_wandb_lineage_follows_the_pipeline_and_carries_the_dvc_hashes(repo: Pat
     """Each stage of the smoke experiment logged what it produced and recorded what it read
     (offline: in its config) as W&B artifacts; the digests chain the runs together, and the
     artifacts carry the hashes dvc.lock records for the same outputs."""
-    from llmworks.sync import lineage, read_run
+    from llmworks.tracking.sync import lineage, read_run
 
     runs = [read_run(p) for p in offline_runs(repo / "wandb")]
     runs = [r for r in runs if r.group == "smoke-e2e"]
@@ -99,12 +97,12 @@ def test_wandb_lineage_follows_the_pipeline_and_carries_the_dvc_hashes(repo: Pat
         ("corpus", "corpus", "train_tokenizer@bpe"),
         ("train_tokenizer@bpe", "tokenizer-bpe", "encode@bpe"),
         ("corpus", "corpus", "encode@bpe"),
-        ("encode@bpe", "tokens-bpe", "train_gpt"),
-        ("encode@wordpiece", "tokens-wordpiece", "train_bert"),
-        ("corpus", "corpus", "train_word2vec"),
-        ("train_gpt", "model-gpt", "evaluate"),
-        ("train_bert", "model-bert", "evaluate"),
-        ("train_word2vec", "model-word2vec", "evaluate"),
+        ("encode@bpe", "tokens-bpe", "train@gpt"),
+        ("encode@wordpiece", "tokens-wordpiece", "train@bert"),
+        ("corpus", "corpus", "train@word2vec"),
+        ("train@gpt", "model-gpt", "evaluate"),
+        ("train@bert", "model-bert", "evaluate"),
+        ("train@word2vec", "model-word2vec", "evaluate"),
     ]:
         assert edge in edges, edge
     assert not [e for e in edges if e[0] == "?"]  # every input was produced by a stage here
@@ -120,7 +118,7 @@ def test_wandb_lineage_follows_the_pipeline_and_carries_the_dvc_hashes(repo: Pat
     assert logged["model-gpt"]["type"] == "model"
     assert Path(logged["model-gpt"]["metadata"]["path"]).name == "hf"  # from_pretrained-able
     dry = sh("llmworks-sync", "wandb", "--dry-run", cwd=repo).stdout
-    assert "smoke-e2e/train_gpt -> model-gpt -> smoke-e2e/evaluate" in dry
+    assert "smoke-e2e/train@gpt -> model-gpt -> smoke-e2e/evaluate" in dry
 
 
 def test_a_run_is_shared_through_a_dvc_remote(repo: Path, tmp_path: Path) -> None:
@@ -241,10 +239,10 @@ def _check_evaluation_and_report(repo: Path) -> None:
     assert "<script src" not in page and "cdn.jsdelivr" not in page
     embedded = set(re.findall(r"vegaEmbed\('#(\w+)'", page))
     assert {
-        "metrics_word2vec_train_csv",
-        "metrics_word2vec_val_csv",
-        "metrics_bert_val_csv",
-        "metrics_gpt_val_csv",
+        "metrics_train_word2vec_train_csv",
+        "metrics_train_word2vec_val_csv",
+        "metrics_train_bert_val_csv",
+        "metrics_train_gpt_val_csv",
     } <= embedded
     assert 'var e="5.20.2"' in page  # the inlined Vega build of .dvc/plots_offline.html
 
@@ -265,4 +263,4 @@ def _check_evaluation_and_report(repo: Path) -> None:
     evaluate = [r for r in runs if r["job_type"] == "evaluate"]
     assert len(evaluate) == 1 and evaluate[0]["group"] == "smoke-e2e"
     assert evaluate[0]["summary"]["gpt/test_bpb"] == pytest.approx(ev["gpt"]["test_bpb"])
-    assert {r["job_type"] for r in runs} >= {"train_gpt", "train_bert", "train_word2vec"}
+    assert {r["job_type"] for r in runs} >= {"train@gpt", "train@bert", "train@word2vec"}

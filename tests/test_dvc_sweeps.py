@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmworks.tracking import offline_runs, read_offline_run
+from llmworks.tracking.sync import offline_runs, read_offline_run
 
 from conftest import copy_repo, sh
 
@@ -26,9 +26,9 @@ STAGES = {
     "encode@bpe",
     "encode@wordpiece",
     "encode@unigram",
-    "train_word2vec",
-    "train_bert",
-    "train_gpt",
+    "train@word2vec",
+    "train@bert",
+    "train@gpt",
     "evaluate",
 }
 
@@ -72,12 +72,13 @@ def test_a_queued_sweep_keeps_every_wandb_run_and_compares(tmp_path_factory) -> 
     for name in exps:  # DVC deleted the workspaces; their W&B runs are in the main one
         mine = [r for r in runs if r["group"] == name]
         assert {r["job_type"] for r in mine} == STAGES, name
-        gpt = next(r for r in mine if r["job_type"] == "train_gpt")
+        gpt = next(r for r in mine if r["job_type"] == "train@gpt")
         assert gpt["config"]["gpt"]["optim"]["lr"] == lr[name]
         assert gpt["summary"]["final/val_loss"] > 0
         evaluation = next(r for r in mine if r["job_type"] == "evaluate")
         assert evaluation["summary"]["gpt/test_bpb"] > 0
     losses = {
-        name: data["metrics"]["metrics/gpt.json"]["data"]["val_loss"] for name, data in exps.items()
+        name: data["metrics"]["metrics/train/gpt.json"]["data"]["val_loss"]
+        for name, data in exps.items()
     }
     assert len(set(losses.values())) == 2  # the learning rate made a difference

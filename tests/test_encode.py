@@ -13,7 +13,7 @@ from tokenizers import Tokenizer
 from llmworks.data.shards import open_shards
 from llmworks.errors import LlmworksError
 
-from conftest import local_corpus_overrides, run_stage, stage_paths, write_text_corpus
+from conftest import local_corpus_overrides, run_stage, stage_overrides, write_text_corpus
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Encoded once for the module; the tests only read it."""
     tmp_path = tmp_path_factory.mktemp("encoded")
     overrides = [
-        *stage_paths(tmp_path),
+        *stage_overrides(None, tmp_path),
         *local_corpus_overrides(write_text_corpus(tmp_path)),
         "encode.batch_size=7",
     ]

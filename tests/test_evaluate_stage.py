@@ -10,10 +10,13 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
-from llmworks.tracking import offline_runs, read_offline_run
+from llmworks.errors import LlmworksError
+from llmworks.evaluation.stage import eval_device
+from llmworks.tracking.sync import offline_runs, read_offline_run
 
-from conftest import run_stage, stage_paths
+from conftest import run_stage, stage_overrides
 
 TOPICS = {
     "rivers": "river water bank flood delta stream valley boat fish bridge current",
@@ -71,8 +74,9 @@ def tokenized(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _overrides(root: Path, corpus: Path) -> list[str]:
-    return [
-        *stage_paths(root),
+    return stage_overrides(
+        None,
+        root,
         "corpus=local",
         f"corpus.data_files={corpus}",
         "corpus.split.validation=0.25",
@@ -81,7 +85,7 @@ def _overrides(root: Path, corpus: Path) -> list[str]:
         "tokenizers.wordpiece.vocab_size=200",
         "tokenizers.unigram.vocab_size=200",
         "experiment_name=evaltest",
-    ]
+    )
 
 
 class _Page(html.parser.HTMLParser):
@@ -128,7 +132,7 @@ def test_evaluate_and_report_without_trained_models(tokenized: Path) -> None:
     assert (assets / "representations.png").read_bytes()[:4] == b"\x89PNG"
     skipped = json.loads((assets / "skipped.json").read_text())
     assert set(skipped) == {"word2vec", "bert", "gpt"}
-    assert "the bert stage has not run" in skipped["bert"]
+    assert "the train@bert stage has not run" in skipped["bert"]
 
     result = run_stage("report", *_overrides(root, corpus))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -136,7 +140,7 @@ def test_evaluate_and_report_without_trained_models(tokenized: Path) -> None:
     page = _Page()
     page.feed(index.read_text(encoding="utf-8"))
     assert page.headings == ["Corpus", "Tokenizers", "Representations compared", "Not evaluated"]
-    assert "the gpt stage has not run" in index.read_text(encoding="utf-8")
+    assert "the train@gpt stage has not run" in index.read_text(encoding="utf-8")
     assert page.refs and all((index.parent / ref).is_file() for ref in page.refs)
 
     runs = [read_offline_run(r) for r in offline_runs(root)]
@@ -155,6 +159,16 @@ def test_evaluate_and_report_without_trained_models(tokenized: Path) -> None:
 
 
 def test_report_without_evaluation_fails_with_a_hint(tmp_path: Path) -> None:
-    result = run_stage("report", *stage_paths(tmp_path))
+    result = run_stage("report", *stage_overrides(None, tmp_path))
     assert result.returncode == 2
     assert "run the evaluate stage first" in result.stderr
+
+
+def test_eval_device_resolves_auto_and_rejects_what_torch_cannot_use() -> None:
+    want = "cuda" if torch.cuda.is_available() else "cpu"
+    assert eval_device("auto").type == want and eval_device("cpu") == torch.device("cpu")
+    with pytest.raises(LlmworksError, match="evaluate.device='gpu0'"):
+        eval_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(LlmworksError, match="no CUDA device"):
+            eval_device("cuda")

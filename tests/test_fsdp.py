@@ -5,14 +5,13 @@ and resumes from its checkpoints after a kill."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
-from conftest import run_stage
+from conftest import FAST, run_stage, stage_overrides, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +21,6 @@ FSDP_CPU = [
     "trainer.devices=2",
     "fsdp.param_dtype=float32",
 ]
-ENV = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -30,18 +28,14 @@ def data(prepared_data: Path) -> Path:
     return prepared_data
 
 
-def args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "experiment=smoke", f"paths.data={data}", f"paths.models={out / 'models'}",
-        f"paths.runs={out / 'runs'}", f"paths.metrics={out / 'metrics'}", f"hydra.run.dir={out}",
-        *extra,
-    ]  # fmt: skip
+def args(family: str, data: Path, out: Path, *extra: str) -> list[str]:
+    return stage_overrides(family, out, "experiment=smoke", *extra, data=data)
 
 
 def train(family: str, data: Path, out: Path, *extra: str) -> dict:
-    proc = run_stage(f"train_{family}", *args(data, out, *extra), env=ENV, timeout=600)
+    proc = run_stage("train", *args(family, data, out, *extra), env=FAST, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    return json.loads((out / "metrics" / f"{family}.json").read_text())
+    return train_metrics(out, family)
 
 
 @pytest.mark.parametrize(("family", "monitor"), [("gpt", "val_loss"), ("bert", "val_mlm_loss")])
@@ -52,14 +46,14 @@ def test_fsdp_trains_like_ddp_and_saves_the_full_model(family, monitor, data, tm
     assert fsdp[monitor] == pytest.approx(ddp[monitor], abs=1e-4)
     assert fsdp["params"] == ddp["params"]  # the gathered model is whole, not a shard
     # the saved weights are the trained ones: evaluating them gives the reported loss
-    from llmworks.evaluation.run import score_batches
+    from llmworks.evaluation.scoring import score_batches
 
     model_dir = tmp_path / "fsdp" / "models" / family
     assert (model_dir / "hf" / "model.safetensors").is_file()
     if family == "gpt":
-        from llmworks.data.windows import WindowDataConfig, WindowDataModule
-        from llmworks.models.gpt import GPT
-        from llmworks.training.gpt import NextTokenScores
+        from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+        from llmworks.families.gpt.model import GPT
+        from llmworks.families.gpt.module import NextTokenScores
 
         dm = WindowDataModule(data / "tokens" / "bpe", None, 32, WindowDataConfig(4, 8, 0), 1337)
         dm.setup("fit")
@@ -87,8 +81,8 @@ def test_fsdp_resumes_from_its_checkpoint_after_a_kill(data, tmp_path) -> None:
     longer = [*FSDP_CPU, "gpt.train.max_steps=40"]
     straight = train("gpt", data, tmp_path / "straight", *longer)
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(REPO / "pipelines" / "train_gpt.py"), *args(data, out, *longer)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **OFFLINE_ENV, **ENV},
+    cmd = [sys.executable, str(REPO / "pipelines" / "train.py"), *args("gpt", data, out, *longer)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **OFFLINE_ENV, **FAST},
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     last = out / "runs" / "gpt" / "checkpoints" / "last.ckpt"
     while not last.is_file():
@@ -96,15 +90,15 @@ def test_fsdp_resumes_from_its_checkpoint_after_a_kill(data, tmp_path) -> None:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    resumed = run_stage("train_gpt", *args(data, out, *longer), env=ENV, timeout=600)
+    resumed = run_stage("train", *args("gpt", data, out, *longer), env=FAST, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stdout + resumed.stderr
-    got = json.loads((out / "metrics" / "gpt.json").read_text())
+    got = train_metrics(out, "gpt")
     assert got["steps"] == straight["steps"]
     assert got["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-5)
 
 
 def test_fsdp_refuses_word2vec_in_one_line(data, tmp_path) -> None:
-    proc = run_stage("train_word2vec", *args(data, tmp_path, *FSDP_CPU), env=ENV)
+    proc = run_stage("train", *args("word2vec", data, tmp_path, *FSDP_CPU), env=FAST)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "use trainer=ddp" in proc.stderr

@@ -1,38 +1,15 @@
-"""The GPT model and its layers: shapes, variants, KV-cached generation, sampling."""
+"""GPT's model (``families/gpt/model.py``) and its layers: shapes, variants, the KV cache."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from tiny import VARIANTS, tiny
 
-from llmworks.models.gpt import GPT, sample
+from llmworks.families.gpt.model import GPT
 from llmworks.models.layers import MLP, Attention, MoE
 
 from conftest import gpt_config
-
-VARIANTS = {
-    "classic": dict(),
-    "llama_gqa": dict(
-        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, tie_weights=False
-    ),
-    "mqa_window": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=1, bias=False, window=8),
-    "moe": dict(
-        pos="rope",
-        norm="rmsnorm",
-        mlp="moe",
-        n_expert=4,
-        top_k=2,
-        n_kv_head=2,
-        bias=False,
-        tie_weights=False,
-    ),
-}
-
-
-def tiny(**kw) -> GPT:
-    torch.manual_seed(0)
-    cfg = gpt_config(97, block_size=32, n_layer=2, n_head=4, d_model=32, **kw)
-    return GPT(cfg).eval()
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -60,66 +37,12 @@ def test_kv_cache_matches_full_forward(variant):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_cached_and_uncached_greedy_generation_agree(variant):
-    model = tiny(**VARIANTS[variant])
-    prompt = torch.randint(0, 97, (2, 5))
-    cached = model.generate(prompt, 20, temperature=0.0, use_cache=True)
-    uncached = model.generate(prompt, 20, temperature=0.0, use_cache=False)
-    assert cached.shape == (2, 25)
-    assert torch.equal(cached, uncached)
-
-
 def test_gqa_cache_holds_only_kv_heads():
     model = tiny(**VARIANTS["llama_gqa"])
     model.set_kv_cache(1)
     assert model.blocks[0].attn.kv_cache.k.shape == (1, 2, 32, 8)
     model.clear_kv_cache()
     assert model.blocks[0].attn.kv_cache is None
-
-
-def test_generation_past_block_size_keeps_going():
-    model = tiny()
-    out = model.generate(torch.zeros(1, 4, dtype=torch.long), 60, temperature=0.0)
-    assert out.shape == (1, 64)
-
-
-def test_seeded_sampling_is_reproducible():
-    model = tiny(**VARIANTS["llama_gqa"])
-    prompt = torch.randint(0, 97, (1, 4))
-    runs = [
-        model.generate(
-            prompt,
-            16,
-            temperature=0.9,
-            top_k=20,
-            top_p=0.9,
-            generator=torch.Generator().manual_seed(7),
-        )
-        for _ in range(2)
-    ]
-    other = model.generate(prompt, 16, temperature=0.9, generator=torch.Generator().manual_seed(8))
-    assert torch.equal(runs[0], runs[1])
-    assert not torch.equal(runs[0], other)
-
-
-def test_stop_token_ends_generation():
-    model = tiny()
-    prompt = torch.zeros(1, 3, dtype=torch.long)
-    greedy = model.generate(prompt, 10, temperature=0.0)
-    stop = int(greedy[0, 5])
-    out = model.generate(prompt, 10, temperature=0.0, stop_token=stop)
-    assert out[0, -1].item() == stop and out.shape[1] <= 6
-
-
-def test_top_k_and_top_p_filtering():
-    logits = torch.tensor([[4.0, 3.0, 2.0, -10.0]])
-    g = torch.Generator().manual_seed(0)
-    picks = {int(sample(logits, 1.0, top_k=2, generator=g)) for _ in range(200)}
-    assert picks == {0, 1}
-    picks = {int(sample(logits, 1.0, top_p=0.5, generator=g)) for _ in range(200)}
-    assert picks == {0}
-    assert int(sample(logits, 0.0)) == 0
 
 
 def test_sliding_window_limits_attention():

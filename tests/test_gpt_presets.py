@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from llmworks.config import compose_config, typed
-from llmworks.export.hf_gpt import hf_architecture
-from llmworks.models.gpt import GPTConfig
+from llmworks.families.gpt.hf import hf_architecture
+from llmworks.families.gpt.model import GPTConfig
 
 
 def model_config(cfg, vocab_size: int) -> GPTConfig:
@@ -32,7 +32,7 @@ def test_gpt_presets_build_and_export(preset):
 
 
 def test_gpt2_124m_has_124m_parameters():
-    from llmworks.models.gpt import GPT
+    from llmworks.families.gpt.model import GPT
 
     mcfg = model_config(compose_config(["gpt=gpt2_124m"]), vocab_size=50257)
     assert round(GPT(mcfg).num_params(non_embedding=False) / 1e6) == 124

@@ -1,12 +1,11 @@
 """Two nodes simulated on this machine: two `torchrun --nnodes=2 --nproc-per-node=1` launchers
 on 127.0.0.1 (gloo) run the real training entry points with `trainer.num_nodes=2`. One
 process writes the checkpoints, the W&B run and the final artifacts; each trains on its own
-share of the data (disjoint: the samplers' rank split, tests/test_training_windows.py), and
+share of the data (disjoint: the samplers' rank split, tests/test_gpt_data.py), and
 together they train what one process trains on the same global batch."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OFFLINE_ENV, REPO, run_stage
+from conftest import OFFLINE_ENV, REPO, run_stage, stage_overrides, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +25,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def two_nodes(stage: str, overrides: list[str], out: Path) -> list[subprocess.CompletedProcess]:
-    """The stage on two simulated nodes, one process each; both launchers waited for."""
+def two_nodes(overrides: list[str], out: Path) -> list[subprocess.CompletedProcess]:
+    """The training stage on two simulated nodes, one process each; both launchers waited
+    for."""
     torchrun = str(Path(sys.executable).with_name("torchrun"))
     port = free_port()
     env = {**os.environ, **OFFLINE_ENV, "OMP_NUM_THREADS": "1"}
@@ -40,7 +40,7 @@ def two_nodes(stage: str, overrides: list[str], out: Path) -> list[subprocess.Co
                 f"--node-rank={rank}",
                 "--master-addr=127.0.0.1",
                 f"--master-port={port}",
-                str(REPO / "pipelines" / f"{stage}.py"),
+                str(REPO / "pipelines" / "train.py"),
                 *overrides,
                 "trainer=ddp_cpu",
                 "trainer.devices=1",
@@ -60,16 +60,6 @@ def two_nodes(stage: str, overrides: list[str], out: Path) -> list[subprocess.Co
         stdout, _ = p.communicate(timeout=600)
         results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, ""))
     return results
-
-
-def paths(data: Path, out: Path) -> list[str]:
-    return [
-        f"paths.data={data}",
-        f"paths.models={out / 'models'}",
-        f"paths.runs={out / 'runs'}",
-        f"paths.metrics={out / 'metrics'}",
-        f"logger.dir={out}",
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +88,14 @@ def test_two_nodes_train_like_one_process_with_one_writer(
     smoke = ["experiment=smoke", "word2vec.min_count=1", "word2vec.train.max_epochs=3",
              "word2vec.data.step_words=128"]  # fmt: skip
     one = tmp_path / "one"
-    proc = run_stage(f"train_{family}", *smoke, single, *paths(data, one), f"hydra.run.dir={one}")
+    proc = run_stage("train", *stage_overrides(family, one, *smoke, single, data=data))
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = tmp_path / "two"
-    ranks = two_nodes(f"train_{family}", [*smoke, per_rank, *paths(data, two)], two)
+    ranks = two_nodes(stage_overrides(family, two, *smoke, per_rank, data=data), two)
     for rank, result in enumerate(ranks):
         assert result.returncode == 0, f"rank {rank}:\n{result.stdout[-3000:]}"
-    expected = json.loads((one / "metrics" / f"{family}.json").read_text())
-    got = json.loads((two / "metrics" / f"{family}.json").read_text())
+    expected = train_metrics(one, family)
+    got = train_metrics(two, family)
     assert got["world_size"] == 2 and got["steps"] == expected["steps"]
     monitor = {"gpt": "val_loss", "bert": "val_mlm_loss", "word2vec": "val_loss"}[family]
     assert got[monitor] == pytest.approx(expected[monitor], rel=tolerance)
@@ -113,6 +103,6 @@ def test_two_nodes_train_like_one_process_with_one_writer(
     ckpts = two / "runs" / family / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert len(list((two / "wandb").glob("offline-run-*"))) == 1
-    assert f"train_{family}: {{" in ranks[0].stdout and f"train_{family}: {{" not in ranks[1].stdout
+    assert f"train@{family}: {{" in ranks[0].stdout and f"train@{family}: {{" not in ranks[1].stdout
     assert (two / "models" / family / "model.safetensors").is_file()
     assert not list((two / "models").glob(".llmworks-scratch-*"))

@@ -4,12 +4,11 @@ torch.compile of the model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from conftest import run_stage
+from conftest import run_stage, stage_overrides, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +20,10 @@ def data(prepared_data: Path) -> Path:
 
 def train(family: str, data: Path, out: Path, *extra: str) -> dict:
     proc = run_stage(
-        f"train_{family}", "experiment=smoke", "logger=none", f"paths.data={data}",
-        f"paths.models={out / 'models'}", f"paths.runs={out / 'runs'}",
-        f"paths.metrics={out / 'metrics'}", f"hydra.run.dir={out}", *extra,
-    )  # fmt: skip
+        "train", *stage_overrides(family, out, "experiment=smoke", "logger=none", *extra, data=data)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((out / "metrics" / f"{family}.json").read_text())
+    return train_metrics(out, family)
 
 
 @pytest.mark.parametrize(("family", "monitor"), [("gpt", "val_loss"), ("bert", "val_mlm_loss")])

@@ -13,7 +13,7 @@ from llmworks.evaluation.plots import (
     plot_word_map,
     project_2d,
 )
-from llmworks.evaluation.report import Section, render, table_from_dict
+from llmworks.report.html import Section, render, table_from_dict
 from llmworks.training.logs import merge_sessions, read_metrics_csv, series, write_plots
 
 

@@ -5,7 +5,6 @@ dry run (Hydra composes the config it would run, with SLURM's variables)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import OFFLINE_ENV, REPO, run_stage
+from conftest import OFFLINE_ENV, REPO, run_stage, stage_overrides, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -24,21 +23,20 @@ pytestmark = pytest.mark.slow
 def test_the_training_app_runs_through_submitit(prepared_data: Path, tmp_path: Path) -> None:
     data = prepared_data
     proc = run_stage(
-        "train_gpt", "-m", "hydra/launcher=submitit_local",
+        "train", "-m", "hydra/launcher=submitit_local",
         # the geometry as the slurm preset derives it from the trainer settings
         "hydra.launcher.nodes=${trainer.num_nodes}", "hydra.launcher.tasks_per_node=${trainer.devices}",
-        "experiment=smoke", "logger=none", f"paths.data={data}", f"paths.models={tmp_path / 'models'}",
-        f"paths.runs={tmp_path / 'runs'}", f"paths.metrics={tmp_path / 'metrics'}",
+        *stage_overrides("gpt", tmp_path, "experiment=smoke", "logger=none", data=data),
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "metrics" / "gpt.json").read_text())["steps"] == 10
+    assert train_metrics(tmp_path, "gpt")["steps"] == 10
     logs = list((tmp_path / "sweep" / ".submitit").glob("*/*_0_log.out"))
-    assert logs and "train_gpt:" in logs[0].read_text()  # the job ran as a submitit task
+    assert logs and "train@gpt:" in logs[0].read_text()  # the job ran as a submitit task
 
 
 def test_the_slurm_preset_takes_its_geometry_from_the_trainer() -> None:
-    proc = run_stage("train_gpt", "hydra/launcher=slurm", "--cfg", "hydra")
+    proc = run_stage("train", "family=gpt", "hydra/launcher=slurm", "--cfg", "hydra")
     assert proc.returncode == 0, proc.stderr[-2000:]
     launcher = yaml.safe_load(proc.stdout)["hydra"]["launcher"]
     assert launcher["_target_"].endswith("SlurmLauncher")
@@ -58,10 +56,10 @@ def srun_command(template: Path, env: dict[str, str]) -> list[str]:
 def test_the_sbatch_template_runs_the_stage_with_slurms_geometry() -> None:
     template = REPO / "slurm" / "train.sbatch"
     assert subprocess.run(["bash", "-n", str(template)]).returncode == 0
-    env = {**os.environ, **OFFLINE_ENV, "STAGE": "train_gpt", "SLURM_NNODES": "3",
+    env = {**os.environ, **OFFLINE_ENV, "FAMILY": "gpt", "SLURM_NNODES": "3",
            "SLURM_NTASKS_PER_NODE": "4"}  # fmt: skip
     args = srun_command(template, env)
-    assert args[:2] == ["python", "pipelines/train_gpt.py"]
+    assert args[:2] == ["python", "pipelines/train.py"] and "family=gpt" in args
     proc = subprocess.run([sys.executable, *args[1:], "--cfg", "job"], cwd=REPO, env=env,
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -69,4 +67,4 @@ def test_the_sbatch_template_runs_the_stage_with_slurms_geometry() -> None:
     assert (trainer["num_nodes"], trainer["devices"]) == (3, 4)
     assert (trainer["accelerator"], trainer["strategy"]) == ("gpu", "ddp")
     # after the tasks, one dvc commit records the stage
-    assert re.search(r"^dvc commit .*\$\{STAGE\}", template.read_text(), re.M)
+    assert re.search(r"^dvc commit .*train@\$\{FAMILY\}", template.read_text(), re.M)

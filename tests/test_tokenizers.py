@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import local_corpus_overrides, run_stage, stage_paths, write_text_corpus
+from conftest import local_corpus_overrides, run_stage, stage_overrides, write_text_corpus
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     which does replace bpe, comes last)."""
     tmp_path = tmp_path_factory.mktemp("tokenizers")
     corpus = write_text_corpus(tmp_path)
-    overrides = [*stage_paths(tmp_path), *local_corpus_overrides(corpus)]
+    overrides = [*stage_overrides(None, tmp_path), *local_corpus_overrides(corpus)]
     for script in ("prepare_corpus", "train_tokenizer"):
         result = run_stage(script, *overrides)
         assert result.returncode == 0, result.stderr

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmworks.tracking import offline_runs, read_offline_run
+from llmworks.tracking.sync import offline_runs, read_offline_run
 
-from conftest import local_corpus_overrides, run_stage, stage_paths
+from conftest import local_corpus_overrides, run_stage, stage_overrides
 
 
 def test_stage_run_records_config_and_metrics(tmp_path: Path, text_corpus: Path) -> None:
     result = run_stage(
         "prepare_corpus",
-        *stage_paths(tmp_path),
+        *stage_overrides(None, tmp_path),
         *local_corpus_overrides(text_corpus),
         "experiment_name=trk",
     )
@@ -36,7 +36,7 @@ def test_broken_wandb_does_not_stop_a_stage(tmp_path: Path, text_corpus: Path) -
     blocker.write_text("")
     result = run_stage(
         "prepare_corpus",
-        *stage_paths(tmp_path),
+        *stage_overrides(None, tmp_path),
         *local_corpus_overrides(text_corpus),
         f"logger.dir={blocker / 'sub'}",
     )

@@ -1,11 +1,12 @@
-"""Vocabulary, subsampling, negatives and pair generation for Word2Vec."""
+"""Word2Vec's data (``families/word2vec/pairs.py``, ``vocab.py``): vocabulary, subsampling,
+negatives and pair generation; and the word tokenizer it shares with bag-of-words."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from llmworks.data.skipgram import (
+from llmworks.families.word2vec.pairs import (
     Corpus,
     NegativeSampler,
     PairStream,
@@ -14,7 +15,8 @@ from llmworks.data.skipgram import (
     noise_distribution,
     skipgram_positions,
 )
-from llmworks.data.word_vocab import WordVocab, tokenize
+from llmworks.families.word2vec.vocab import WordVocab
+from llmworks.tokenization.words import tokenize
 
 TEXT = "The cat sat on the mat. The dog's bone, the cat's toy: 42 things! Ünïcode wörds too."
 

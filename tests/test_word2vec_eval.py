@@ -1,16 +1,20 @@
-"""Word-vector benchmarks through gensim's KeyedVectors: our wrapper reports what the
-definitions say (Spearman ρ of cosine similarities over the covered pairs, the share of pairs
-and questions skipped for an unknown word, 3CosAdd accuracy over the covered questions), and
-the word2vec exports load back."""
+"""Word2Vec's evaluation (``families/word2vec/benchmarks.py``, ``evaluate.py``,
+``vectors.py``): the benchmarks through gensim's KeyedVectors report what the definitions say
+(Spearman ρ of cosine similarities over the covered pairs, the share of pairs and questions
+skipped for an unknown word, 3CosAdd accuracy over the covered questions), averaged word
+vectors embed texts cut as the vectors were trained, and the word2vec exports load back."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
 from scipy.stats import spearmanr
+from tokenizers import Tokenizer
 
-from llmworks.evaluation.word_similarity import (
+from llmworks.families.word2vec.benchmarks import (
     ANALOGIES,
     SIMLEX,
     WS353,
@@ -19,6 +23,7 @@ from llmworks.evaluation.word_similarity import (
     neighbours,
     word_benchmarks,
 )
+from llmworks.families.word2vec.evaluate import average_word_vectors, averaged_vectors
 
 
 def _pairs(name: str) -> list[tuple[str, str, float]]:
@@ -124,3 +129,29 @@ def test_word2vec_format_round_trip(tmp_path, binary: bool) -> None:
     kv = KeyedVectors.load_word2vec_format(str(path), binary=binary)
     assert kv.index_to_key == words
     np.testing.assert_allclose(kv.vectors, vecs, rtol=1e-5 if not binary else 0, atol=1e-6)
+
+
+def test_averaged_word_vectors() -> None:
+    words = ["cat", "dog", "river"]
+    vectors = np.array([[1.0, 0.0], [0.0, 1.0], [4.0, 4.0]], dtype=np.float32)
+    out = averaged_vectors(words, vectors, lowercase=True)(["The CAT and the dog", "nothing"])
+    assert out[0].tolist() == [0.5, 0.5] and out[1].tolist() == [0.0, 0.0]
+
+
+def test_averaged_vectors_of_subword_tokens(bpe_json: Path) -> None:
+    """word2vec.tokenizer: the vectors are of tokenizer tokens, so texts are cut the same way."""
+    tok = Tokenizer.from_file(str(bpe_json))
+    tokens = tok.encode("the river", add_special_tokens=False).tokens
+    words = [t.replace(" ", "\u2581") for t in tokens]
+    vectors = np.eye(len(words), dtype=np.float32)
+    out = averaged_vectors(words, vectors, lowercase=False, tokenizer=tok)(["the river"])
+    assert out[0] == pytest.approx(np.full(len(words), 1 / len(words)))
+    assert len(words) >= 2 and any(w not in ("the", "river") for w in words)
+    plain = averaged_vectors(words, vectors, lowercase=False)(["the river"])
+    assert not np.allclose(plain, out)  # cutting into words would miss the tokens
+
+
+def test_average_word_vectors() -> None:
+    words, vecs = ["water", "sea"], np.array([[1.0, 0.0], [0.0, 1.0]])
+    out = average_word_vectors(["Water sea sea", "nothing known"], words, vecs)
+    np.testing.assert_allclose(out, [[1 / 3, 2 / 3], [0, 0]])

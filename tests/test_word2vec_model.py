@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmworks.models.word2vec import Word2Vec, Word2VecConfig
+from llmworks.families.word2vec.model import Word2Vec, Word2VecConfig
 
 from conftest import preset
 
@@ -56,14 +56,9 @@ def test_skipgram_learns_planted_clusters() -> None:
     import lightning as L
 
     from llmworks.config import typed
-    from llmworks.data.word_vocab import tokenize
-    from llmworks.training.word2vec import (
-        Word2VecData,
-        Word2VecDataConfig,
-        Word2VecModule,
-        Word2VecOptimConfig,
-        word_corpus,
-    )
+    from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, word_corpus
+    from llmworks.families.word2vec.module import Word2VecModule, Word2VecOptimConfig
+    from llmworks.tokenization.words import tokenize
 
     rng = np.random.default_rng(0)
     groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]

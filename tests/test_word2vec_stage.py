@@ -1,8 +1,8 @@
-"""The train_word2vec entry point end to end on a tiny corpus: artifacts, metrics, errors."""
+"""The train@word2vec stage (``pipelines/train.py family=word2vec``) end to end on a tiny
+corpus: artifacts, metrics, errors."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +11,10 @@ from gensim.models import KeyedVectors
 
 from llmworks.config import compose_config
 from llmworks.paths import Paths
-from llmworks.training.recipe import training_stage
+from llmworks.spec import family
+from llmworks.training import recipe
 
-from conftest import run_stage, tokenizer_spec
-
-FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+from conftest import FAST, run_stage, stage_overrides, tokenizer_spec, train_metrics
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +51,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _overrides(data_root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "word2vec=smoke",
-        f"paths.data={data_root}",
-        f"paths.models={out / 'models'}",
-        f"paths.runs={out / 'runs'}",
-        f"paths.metrics={out / 'metrics'}",
-        f"logger.dir={out}",
-        f"hydra.run.dir={out / 'h'}",
-        *extra,
-    ]
+    return stage_overrides("word2vec", out, "word2vec=smoke", *extra, data=data_root)
 
 
 def test_presets_compose() -> None:
@@ -77,9 +67,8 @@ def test_stage_writes_vectors_checkpoints_and_metrics(
 ) -> None:
     extra = ["word2vec.model.dim=16", "word2vec.train.max_epochs=2", "word2vec.min_count=1"]
     extra.append("word2vec.train.log_every_n_steps=1")
-    args = _overrides(data_root, tmp_path, *extra)
-    args[0] = f"word2vec={preset}"
-    proc = run_stage("train_word2vec", *args, env=FAST)
+    args = _overrides(data_root, tmp_path, *extra, f"word2vec={preset}")
+    proc = run_stage("train", *args, env=FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = tmp_path / "models" / "word2vec"
     for binary, name in ((False, "vectors.txt"), (True, "vectors.bin")):
@@ -89,11 +78,11 @@ def test_stage_writes_vectors_checkpoints_and_metrics(
     assert (out / "model.safetensors").is_file() and (out / "vocab.json").is_file()
     ckpts = tmp_path / "runs" / "word2vec" / "checkpoints"
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.ckpt", "last.ckpt"]
-    metrics = json.loads((tmp_path / "metrics" / "word2vec.json").read_text())
+    metrics = train_metrics(tmp_path, "word2vec")
     assert metrics["tokens_per_s"] > 0 and metrics["steps"] > 0 and 0 < metrics["val_loss"] < 10
-    val = (tmp_path / "metrics" / "word2vec_val.csv").read_text().splitlines()
+    val = (tmp_path / "metrics" / "train" / "word2vec_val.csv").read_text().splitlines()
     assert val[0] == "step,val_loss" and len(val) >= 3  # one validation per epoch, then final
-    train = (tmp_path / "metrics" / "word2vec_train.csv").read_text().splitlines()
+    train = (tmp_path / "metrics" / "train" / "word2vec_train.csv").read_text().splitlines()
     assert (
         train[0] == "step,train_loss,lr,words_per_s_per_device"
         and len(train) - 1 == metrics["steps"]
@@ -105,7 +94,7 @@ def test_stage_writes_vectors_checkpoints_and_metrics(
 
 
 def test_missing_corpus_is_a_one_line_error(tmp_path: Path) -> None:
-    proc = run_stage("train_word2vec", *_overrides(tmp_path / "nowhere", tmp_path), env=FAST)
+    proc = run_stage("train", *_overrides(tmp_path / "nowhere", tmp_path), env=FAST)
     assert proc.returncode == 2
     assert "corpus stage" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -115,8 +104,8 @@ def test_subword_tokens_as_words(tmp_path: Path) -> None:
     import datasets
 
     from llmworks.data.encode import encode_corpus
+    from llmworks.families.word2vec.data import subword_corpus
     from llmworks.tokenization.train import train_tokenizer
-    from llmworks.training.word2vec import WORD2VEC_FAMILY, subword_corpus
 
     rng = np.random.default_rng(0)
     words = ["kingdom", "queenly", "riverside", "watering", "seaside", "boating"]
@@ -139,7 +128,7 @@ def test_subword_tokens_as_words(tmp_path: Path) -> None:
     vocab, (train, val) = subword_corpus(Paths.from_config(cfg), "wp", 1, ("train", "validation"))
     assert len(vocab) > 3 and (np.diff(vocab.counts) <= 0).all()
     assert train.ids.max() < len(vocab) and train.offsets[-1] == len(train.ids) and len(val.ids)
-    metrics = training_stage(WORD2VEC_FAMILY, cfg)
+    metrics = recipe.train(family("word2vec"), cfg)
     assert metrics["steps"] > 0
     kv = KeyedVectors.load_word2vec_format(str(tmp_path / "models/word2vec/vectors.txt"))
     assert len(kv) == len(vocab) and kv.vector_size == cfg.word2vec.model.dim

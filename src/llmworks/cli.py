@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.errors import LlmworksError
-from llmworks.tracking import check_logger
+from llmworks.tracking.runs import logger_config
 
 T = TypeVar("T")
 log = logging.getLogger("llmworks")
@@ -54,7 +54,7 @@ def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         torch.set_num_threads(int(cfg.threads))
         os.environ.setdefault("RAYON_NUM_THREADS", str(int(cfg.threads)))  # the tokenizers'
     try:
-        check_logger(cfg)
+        logger_config(cfg)  # a bad logger setting fails before any work
         return stage(cfg)
     except LlmworksError as exc:
         print(f"llmworks: error: {exc}", file=sys.stderr, flush=True)

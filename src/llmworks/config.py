@@ -2,7 +2,8 @@
 config section into the typed object a stage passes around.
 
 ``dvc repro`` reads ``params.yaml`` as it is, so the committed file must equal the composed
-defaults; ``python -m llmworks.config`` rewrites it after a change to ``conf/``.
+defaults; ``python -m llmworks.config`` rewrites it after a change to ``conf/``, resolved as
+``dvc exp run`` writes it (interpolations such as ``${paths.data}`` replaced by their values).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def typed(cls: type[T], node: Any, where: str, **derived: Any) -> T:
 
 
 def params_yaml(overrides: Sequence[str] = (), conf_dir: str | Path = CONF_DIR) -> str:
-    return OmegaConf.to_yaml(compose_config(overrides, conf_dir), resolve=False)
+    """``params.yaml`` as ``dvc exp run`` composes it (DVC resolves the interpolations)."""
+    return OmegaConf.to_yaml(compose_config(overrides, conf_dir), resolve=True)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,58 +1,154 @@
-"""Text generation from a trained GPT, streamed to the terminal (``pipelines/generate.py``)."""
+"""Decoding: text from any causal LM that has a KV cache, streamed token by token.
+
+A model decodes here when it has ``config.block_size``, ``set_kv_cache(batch)`` /
+``clear_kv_cache()`` and ``forward(idx, input_pos=...) -> (logits, _)`` (our GPT, whatever
+its architecture). ``stream`` prefills the prompt once and then feeds one new token per step
+against the cache; ``sample`` picks a token (greedy, temperature, top-k, top-p) and
+``penalize_repetition`` applies the repetition controls exactly as ``transformers``'
+``generate`` does, so the two decode the same text from the same weights.
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import TextIO
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
-from omegaconf import DictConfig
-
-from llmworks.errors import LlmworksError
-from llmworks.models.gpt import GPT, GPTConfig
-from llmworks.models.persistence import CONFIG_FILE, WEIGHTS_FILE
-from llmworks.paths import TOKENIZER_FILE, Paths
+from tokenizers import Tokenizer
+from torch import nn
 
 EOT = "<|endoftext|>"
 
 
-def load_gpt(path: str | Path, map_location: str = "cpu") -> GPT:
-    """A GPT from a saved model directory (``model.safetensors`` + ``config.json``) or from a
-    Lightning checkpoint (``.ckpt``) of the train_gpt stage."""
-    path = Path(path)
-    if path.is_dir() and (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file():
-        return GPT.load(path, map_location)
-    if path.is_file() and path.suffix == ".ckpt":
-        # data only (weights_only): the model's config and weights from the checkpoint
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        model = GPT(GPTConfig(**ckpt["hyper_parameters"]["model"]))
-        prefix = "model."
-        state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-        model.load_state_dict(state)
-        return model.eval()
-    raise LlmworksError(
-        f"{path}: not a model directory with {WEIGHTS_FILE} nor a .ckpt file; "
-        "train one (dvc repro train_gpt) or set gpt.checkpoint=..."
-    )
+class Decoder(Protocol):
+    """What decoding needs of a model."""
+
+    config: Any  # with block_size
+
+    def __call__(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None, input_pos: int = 0
+    ) -> tuple[torch.Tensor, Any]: ...
+
+    def set_kv_cache(self, batch: int, max_len: int | None = None) -> None: ...
+
+    def clear_kv_cache(self) -> None: ...
 
 
-def find_tokenizer(cfg: DictConfig, model_path: Path) -> Path:
-    """The tokenizer saved next to the model, else ``<paths.data>/tokenizers/<gpt.tokenizer>``."""
-    for candidate in (
-        model_path / TOKENIZER_FILE,
-        Paths.from_config(cfg).tokenizer(str(cfg.gpt.tokenizer)),
-    ):
-        if candidate.is_file():
-            return candidate
-    raise LlmworksError(
-        f"no tokenizer.json next to {model_path} nor under {cfg.paths.data}/tokenizers"
-    )
+@torch.no_grad()
+def stream(
+    model: Decoder,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    stop_token: int | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Yield the next ``(B, 1)`` token ids one at a time; see ``generate``."""
+    block_size = model.config.block_size
+    context = idx[:, -block_size:]
+    history = idx  # prompt + everything generated: what the repetition constraints read
+    track = repetition_penalty != 1.0 or no_repeat_ngram_size > 0
+    done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    if use_cache:
+        model.set_kv_cache(idx.shape[0])
+    try:
+        logits, _ = model(context)  # prefill: the whole prompt in one pass
+        for _ in range(max_new_tokens):
+            last = logits[:, -1]
+            if track:
+                last = penalize_repetition(
+                    last.float(), history, repetition_penalty, no_repeat_ngram_size
+                )
+            nxt = sample(last, temperature, top_k, top_p, generator)
+            if stop_token is not None:  # finished rows keep emitting the stop token
+                nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
+                done |= nxt[:, 0] == stop_token
+            yield nxt
+            if stop_token is not None and bool(done.all()):
+                return
+            if track:
+                history = torch.cat([history, nxt], dim=1)
+            context = torch.cat([context, nxt], dim=1)
+            if not use_cache:
+                context = context[:, -block_size:]
+                logits, _ = model(context)
+            elif context.shape[1] <= block_size:  # decode: one new token, cached past
+                logits, _ = model(nxt, input_pos=context.shape[1] - 1)
+            else:  # cache full: keep the last half of the window and prefill again
+                context = context[:, -block_size // 2 :]
+                logits, _ = model(context)
+    finally:
+        if use_cache:
+            model.clear_kv_cache()
+
+
+@torch.no_grad()
+def generate(model: Decoder, idx: torch.Tensor, max_new_tokens: int, **kwargs: Any) -> torch.Tensor:
+    """Continue ``idx`` ``(B, T)`` by up to ``max_new_tokens`` tokens and return the whole
+    sequence. ``temperature=0`` is greedy; otherwise sample after ``top_k`` / ``top_p``
+    (nucleus) filtering, reproducibly when a seeded ``generator`` is given.
+    ``repetition_penalty`` and ``no_repeat_ngram_size`` act as Hugging Face's ``generate``
+    arguments of those names (see ``penalize_repetition``). Stops early
+    once every row has produced ``stop_token``. With ``use_cache`` (the default) the
+    prompt is encoded once and each step feeds only the new token."""
+    new = list(stream(model, idx, max_new_tokens, **kwargs))
+    return torch.cat([idx, *new], dim=1)
+
+
+def penalize_repetition(
+    logits: torch.Tensor, history: torch.Tensor, penalty: float, ngram: int
+) -> torch.Tensor:
+    """``logits`` ``(B, vocab)`` of the next token after ``history`` ``(B, L)``, with two
+    classic cures for a small model's loops, as ``transformers`` applies them:
+    ``penalty`` > 1 shrinks the logit of every token already in ``history`` (divided when
+    positive, multiplied when negative: CTRL, Keskar et al. 2019); ``ngram`` > 0 forbids any
+    token that would repeat an ``ngram``-gram already in ``history``. 1.0 and 0 change nothing."""
+    if penalty != 1.0:
+        seen = logits.gather(1, history)
+        logits = logits.scatter(1, history, torch.where(seen < 0, seen * penalty, seen / penalty))
+    if ngram > 0 and history.shape[1] >= ngram:
+        grams = history.unfold(1, ngram, 1)  # (B, L - ngram + 1, ngram)
+        prefix = history[:, history.shape[1] - ngram + 1 :]  # what the next token would extend
+        repeats = (grams[:, :, :-1] == prefix[:, None, :]).all(dim=-1)  # (B, L - ngram + 1)
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        rows, at = repeats.nonzero(as_tuple=True)
+        banned[rows, grams[rows, at, -1]] = True
+        logits = logits.masked_fill(banned, float("-inf"))
+    return logits
+
+
+def sample(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Pick one token per row of ``logits`` ``(B, vocab)``: argmax at temperature 0, else sample."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, [-1]]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p (the top one always stays)
+        drop_sorted = cum - sorted_logits.softmax(dim=-1) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
 
 
 def complete(
-    model: GPT,
-    tokenizer,
+    model: nn.Module,
+    tokenizer: Tokenizer,
     prompt: str,
     max_new_tokens: int,
     temperature: float = 0.0,
@@ -71,72 +167,18 @@ def complete(
     ids = tokenizer.encode(prompt).ids or [eot]
     weight = next(model.parameters(), None)
     device = weight.device if weight is not None else torch.device("cpu")
-    out = (
-        model.eval()
-        .generate(
-            torch.tensor([ids], device=device),
-            max_new_tokens,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            stop_token=eot,
-            generator=torch.Generator(device).manual_seed(seed),
-            repetition_penalty=repetition_penalty,
-            no_repeat_ngram_size=no_repeat_ngram_size,
-        )[0, len(ids) :]
-        .tolist()
-    )
+    out = generate(
+        model.eval(),
+        torch.tensor([ids], device=device),
+        max_new_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        stop_token=eot,
+        generator=torch.Generator(device).manual_seed(seed),
+        repetition_penalty=repetition_penalty,
+        no_repeat_ngram_size=no_repeat_ngram_size,
+    )[0, len(ids) :].tolist()
     if eot is not None and eot in out:
         out = out[: out.index(eot)]
     return tokenizer.decode(out)
-
-
-def generate_text(cfg: DictConfig, out: TextIO = sys.stdout) -> str:
-    """Continue ``cfg.prompt`` and stream the new text to ``out``; returns prompt + new text."""
-    from tokenizers import Tokenizer
-
-    model_path = Path(cfg.checkpoint or Paths.from_config(cfg).model("gpt"))
-    model = load_gpt(model_path)
-    tok = Tokenizer.from_file(str(find_tokenizer(cfg, model_path)))
-    ids = tok.encode(str(cfg.prompt)).ids or [tok.token_to_id(EOT)]
-    stop = tok.token_to_id(EOT) if cfg.stop_at_eot else None
-    generator = torch.Generator().manual_seed(int(cfg.seed))
-    new: list[int] = []
-    shown = ""
-    out.write(str(cfg.prompt))
-    for nxt in model.stream(
-        torch.tensor([ids]),
-        int(cfg.max_new_tokens),
-        temperature=float(cfg.temperature),
-        top_k=cfg.top_k,
-        top_p=cfg.top_p,
-        stop_token=stop,
-        generator=generator,
-        repetition_penalty=float(cfg.repetition_penalty),
-        no_repeat_ngram_size=int(cfg.no_repeat_ngram_size),
-    ):
-        if stop is not None and int(nxt) == stop:
-            break
-        new.append(int(nxt))
-        # decode everything so far: a byte-level token may end in the middle of a character
-        text = tok.decode(new)
-        if not text.endswith("\ufffd"):
-            out.write(text[len(shown) :])
-            out.flush()
-            shown = text
-    out.write("\n")
-    return str(cfg.prompt) + tok.decode(new)
-
-
-def main() -> None:
-    """Console script ``llmworks-generate prompt="..."``: the same app as pipelines/generate.py."""
-    import hydra
-
-    from llmworks.cli import run_stage
-    from llmworks.config import CONF_DIR
-
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")
-    def app(cfg: DictConfig) -> None:
-        run_stage(generate_text, cfg)
-
-    app()

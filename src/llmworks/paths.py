@@ -1,7 +1,7 @@
 """Where every stage reads and writes: one place, so stages never import each other for paths.
 
 The roots come from ``paths`` in ``conf/config.yaml`` (relative to the working directory);
-``dvc.yaml`` names the same locations for the default roots.
+``dvc.yaml`` builds its paths from the same keys (``${paths.data}/...``).
 
 - ``data/``: ``corpus/dataset`` (+ ``corpus_stats.json``), ``tokenizers/<name>/tokenizer.json``
   (+ ``tokenizer_stats.json``), ``tokens/<name>/`` (token shards);
@@ -10,8 +10,8 @@ The roots come from ``paths`` in ``conf/config.yaml`` (relative to the working d
 - ``runs/<family>/``: the state of a training run that a rerun after a crash resumes from
   (``checkpoints/``, Lightning's CSV log, the W&B run id). Not a DVC output: DVC must not
   delete it before a rerun, and optimizer state does not belong in the DVC cache;
-- ``metrics/``: ``<family>.json`` and ``<family>_{train,val}.csv`` of every training stage,
-  ``evaluation.json`` of the evaluate stage;
+- ``metrics/``: ``train/<family>.json`` and ``train/<family>_{train,val}.csv`` of every
+  training stage, ``evaluation.json`` of the evaluate stage;
 - ``report/``: ``assets/`` (figures, samples, sections) and ``index.html``.
 """
 
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
+
+from llmworks.errors import LlmworksError
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -58,6 +60,15 @@ class Paths:
     def tokenizer(self, name: str) -> Path:
         return self.tokenizer_dir(name) / TOKENIZER_FILE
 
+    def trained_tokenizer(self, name: str) -> Path:
+        """A trained tokenizer's ``tokenizer.json``, or the one message that says how to get it."""
+        path = self.tokenizer(name)
+        if not path.is_file():
+            raise LlmworksError(
+                f"{path} not found; train it first (dvc repro train_tokenizer@{name})"
+            )
+        return path
+
     def tokenizer_stats(self, name: str) -> Path:
         return self.tokenizer_dir(name) / "tokenizer_stats.json"
 
@@ -74,15 +85,20 @@ class Paths:
 
     # ------------------------------------------------------------------ metrics and report
 
-    def metrics_json(self, name: str) -> Path:
-        return self.metrics / f"{name}.json"
+    @property
+    def train_metrics_dir(self) -> Path:
+        """Every training stage's final metrics and curves (the evaluate stage reads them all)."""
+        return self.metrics / "train"
 
-    def plot_csv(self, name: str, series: str) -> Path:
-        return self.metrics / f"{name}_{series}.csv"
+    def train_metrics(self, family: str) -> Path:
+        return self.train_metrics_dir / f"{family}.json"
+
+    def plot_csv(self, family: str, series: str) -> Path:
+        return self.train_metrics_dir / f"{family}_{series}.csv"
 
     @property
     def evaluation(self) -> Path:
-        return self.metrics_json("evaluation")
+        return self.metrics / "evaluation.json"
 
     @property
     def assets(self) -> Path:

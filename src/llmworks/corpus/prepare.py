@@ -11,13 +11,14 @@ from typing import Any
 import datasets
 from omegaconf import DictConfig
 
-from llmworks.corpus import describe
 from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize_text
+from llmworks.corpus.config import CorpusConfig, corpus_config
 from llmworks.corpus.sources import load_documents, split_mode
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
-from llmworks.tracking import job_type, log_lineage, log_metrics, wandb_run
+from llmworks.tracking.lineage import log_lineage
+from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
     Everything is written to a scratch directory first and moved into place at the end, so a
     failure leaves the previous corpus untouched.
     """
-    corpus = cfg.corpus
+    corpus = corpus_config(cfg)
     by_source = split_mode(corpus) == "source"
     fractions = {} if by_source else split_fractions(corpus)
     paths = Paths.from_config(cfg)
@@ -83,7 +84,7 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
                     f"corpus.split={dict(fractions)}; use a larger corpus or larger fractions"
                 )
         stats = corpus_stats(dataset)
-        stats["source"] = describe(corpus)
+        stats["source"] = corpus.describe()
         staged = Path(tmp) / "dataset"
         dataset.save_to_disk(str(staged))
         replace_dir(staged, paths.corpus_dataset)
@@ -109,12 +110,12 @@ def _first_documents(docs: datasets.Dataset, cap: int, per_split: bool) -> datas
     return docs.select(keep)
 
 
-def split_fractions(corpus: DictConfig) -> dict[str, float]:
+def split_fractions(corpus: CorpusConfig) -> dict[str, float]:
     """``corpus.split`` checked before any work: numbers, each held-out split non-empty
     (every later stage validates or tests on it), the two leaving a training split."""
     fractions = {}
     for name in ("validation", "test"):
-        value = corpus.split[name]
+        value = getattr(corpus.split, name)
         try:
             fractions[name] = float(value)
         except (TypeError, ValueError):

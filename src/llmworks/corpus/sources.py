@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from omegaconf import DictConfig, ListConfig
+from omegaconf import ListConfig
 
 from llmworks.corpus import wiki_sample
+from llmworks.corpus.config import CorpusConfig
 from llmworks.errors import LlmworksError
 
 _LOADER_BY_SUFFIX = {
@@ -40,13 +41,13 @@ SOURCE_SPLIT_NAMES = {
 }
 
 
-def split_mode(corpus: DictConfig) -> str:
+def split_mode(corpus: CorpusConfig) -> str:
     """``corpus.split.by``: ``hash`` (assign each document by its hash; single-source text)
     or ``source`` (keep the corpus's own train/validation/test, so published numbers compare)."""
     mode = corpus.split.by
     if mode not in ("hash", "source"):
         raise LlmworksError(f"corpus.split.by={mode!r}: expected hash or source")
-    named = isinstance(corpus.get("data_files"), dict | DictConfig)
+    named = isinstance(corpus.data_files, dict)
     if mode == "hash" and named:
         raise LlmworksError(
             "corpus.data_files names its splits; set corpus.split.by=source to keep them, or "
@@ -83,7 +84,7 @@ def check_split_names(names: list[str], where: str) -> None:
         )
 
 
-def load_documents(corpus: DictConfig, work_dir: str | Path) -> datasets.Dataset:
+def load_documents(corpus: CorpusConfig, work_dir: str | Path) -> datasets.Dataset:
     """Load the configured corpus as a ``Dataset`` with a ``text`` column, in source order;
     with ``corpus.split.by=source`` also a ``split`` column (train, validation or test) that
     the source assigned.
@@ -155,7 +156,7 @@ def _loader_for(files: list[str], fmt: str) -> str:
 
 
 def _load_local(
-    files: dict[str, list[str]], corpus: DictConfig, cache_dir: str, by_source: bool
+    files: dict[str, list[str]], corpus: CorpusConfig, cache_dir: str, by_source: bool
 ) -> datasets.Dataset:
     every_file = [f for names in files.values() for f in names]
     loader = _loader_for(every_file, corpus.format)
@@ -215,21 +216,20 @@ def _hub_offline() -> bool:
     return flag.upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _load_hub(corpus: DictConfig, by_source: bool) -> datasets.Dataset:
-    name = f"{corpus.path}" + (f" ({corpus.config_name})" if corpus.get("config_name") else "")
+def _load_hub(corpus: CorpusConfig, by_source: bool) -> datasets.Dataset:
+    name = f"{corpus.path}" + (f" ({corpus.config_name})" if corpus.config_name else "")
     if not _hub_offline() and not _hub_reachable():
         raise LlmworksError(
             f"hub corpus {name} needs the network and the Hugging Face hub is unreachable. "
             f"If it is already in your datasets cache, set HF_DATASETS_OFFLINE=1. {LOCAL_HINT}"
         )
-    splits = corpus.get("source_splits")
-    splits = list(splits) if splits else None
+    splits = corpus.source_splits or None
     try:
-        if corpus.get("streaming"):
+        if corpus.streaming:
             names = splits or (list(SOURCE_SPLIT_NAMES) if by_source else ["train"])
             parts = _load_streaming(corpus, names, every_split=by_source)
         else:
-            loaded = datasets.load_dataset(corpus.path, corpus.get("config_name"), split=None)
+            loaded = datasets.load_dataset(corpus.path, corpus.config_name, split=None)
             parts = {s: loaded[s] for s in (splits or list(loaded))}
     except LlmworksError:
         raise
@@ -241,10 +241,10 @@ def _load_hub(corpus: DictConfig, by_source: bool) -> datasets.Dataset:
     return datasets.concatenate_datasets(list(parts.values()))
 
 
-def _grouped(ds: datasets.Dataset, corpus: DictConfig) -> datasets.Dataset:
+def _grouped(ds: datasets.Dataset, corpus: CorpusConfig) -> datasets.Dataset:
     """Rows regrouped into documents where the source stores lines (per split, so an
     article never straddles two splits)."""
-    if corpus.get("grouping") != "wikitext_articles":
+    if corpus.grouping != "wikitext_articles":
         return ds
     return datasets.Dataset.from_generator(
         _group_wikitext, gen_kwargs={"lines": ds["text"]}, keep_in_memory=True
@@ -252,22 +252,20 @@ def _grouped(ds: datasets.Dataset, corpus: DictConfig) -> datasets.Dataset:
 
 
 def _load_streaming(
-    corpus: DictConfig, names: list[str], every_split: bool
+    corpus: CorpusConfig, names: list[str], every_split: bool
 ) -> dict[str, datasets.Dataset]:
     """Stream a large hub corpus and keep the first ``max_documents`` documents of the first
     split in ``names`` or, with ``every_split``, of each one the corpus has."""
-    cap = corpus.get("max_documents")
+    cap = corpus.max_documents
     if not cap:
         raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
-    available = datasets.get_dataset_split_names(corpus.path, corpus.get("config_name"))
+    available = datasets.get_dataset_split_names(corpus.path, corpus.config_name)
     wanted = [n for n in names if n in available] if every_split else names[:1]
     return {n: _stream_head(corpus, n, int(cap)) for n in wanted}
 
 
-def _stream_head(corpus: DictConfig, split: str, cap: int) -> datasets.Dataset:
-    stream = datasets.load_dataset(
-        corpus.path, corpus.get("config_name"), split=split, streaming=True
-    )
+def _stream_head(corpus: CorpusConfig, split: str, cap: int) -> datasets.Dataset:
+    stream = datasets.load_dataset(corpus.path, corpus.config_name, split=split, streaming=True)
     field = corpus.text_field
 
     def take() -> Iterator[dict[str, str]]:

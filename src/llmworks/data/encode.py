@@ -27,7 +27,8 @@ from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.train import selected_tokenizers
-from llmworks.tracking import job_type, log_lineage, log_metrics, wandb_run
+from llmworks.tracking.lineage import log_lineage
+from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 30.0  # a log line at most this often on a long split

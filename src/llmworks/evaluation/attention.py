@@ -4,7 +4,8 @@
 Transformer for one sequence, as a ``[n_layer, n_head, T, T]`` array (row = query, column =
 key). It asks every ``Attention`` layer for its weights (``return_weights=True``, through
 forward hooks, so the model's own code is untouched) while the model encodes ``idx``.
-``token_labels(tokenizer, ids)`` gives readable token strings for the heatmap axes.
+``token_labels(tokenizer, ids)`` gives readable token strings for the heatmap axes, and
+``attention_figure`` draws chosen heads on ``evaluate.attention.text`` for the report.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import torch
 from tokenizers import Tokenizer, decoders
 from torch import nn
 
+from llmworks.errors import LlmworksError
+from llmworks.evaluation import plots
+from llmworks.evaluation.recorder import Recorder
 from llmworks.models.layers import Attention
 
 
@@ -79,3 +83,36 @@ def token_labels(tokenizer: Tokenizer, ids: Sequence[int] | torch.Tensor) -> lis
             token = token if "\ufffd" in text else text
         labels.append(token.replace(" ", "\u2581").replace("\n", "\\n").replace("\t", "\\t"))
     return labels
+
+
+def attention_figure(
+    rec: Recorder, family: str, model: nn.Module, tokenizer: Tokenizer, title: str, max_len: int
+) -> None:
+    """Heatmaps of chosen heads (``evaluate.attention.heads``; the first and last layer by
+    default) on ``evaluate.attention.text``, cut to the ``max_len`` tokens the model reads."""
+    tokenizer = Tokenizer.from_str(tokenizer.to_str())  # truncation is set on a copy
+    tokenizer.enable_truncation(max_len)  # keeps BERT's closing [SEP]
+    ids = torch.tensor(tokenizer.encode(str(rec.cfg.evaluate.attention.text)).ids)
+    maps = attention_maps(model, ids)
+    path = plots.plot_attention(
+        maps,
+        token_labels(tokenizer, ids.tolist()),
+        rec.assets / f"{family}_attention.png",
+        title,
+        chosen_heads(rec.cfg.evaluate.attention.heads, *maps.shape[:2]),
+    )
+    rec.figure(f"{family}_attention", path, f"{title} on one sentence")
+
+
+def chosen_heads(heads: Sequence | None, n_layer: int, n_head: int) -> list[tuple[int, int]] | None:
+    """``[[layer, head], ...]`` checked against the model's shape (None: the default picks)."""
+    if not heads:
+        return None
+    chosen = [(int(layer), int(head)) for layer, head in heads]
+    for layer, head in chosen:
+        if not (0 <= layer < n_layer and 0 <= head < n_head):
+            raise LlmworksError(
+                f"evaluate.attention.heads: [{layer}, {head}] is not a head of a model with "
+                f"{n_layer} layers of {n_head} heads (counting from 0)"
+            )
+    return chosen

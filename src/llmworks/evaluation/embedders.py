@@ -1,5 +1,6 @@
-"""Every model as a text embedder (``texts -> (n, dim)`` array), so the representation
-comparison can score bag-of-words, Word2Vec, BERT and GPT on the same task.
+"""Text embedders (``texts -> (n, dim)`` array) the representation comparison scores on one
+task: bag-of-words counts and TF-IDF (the baselines), and mean-pooled Transformer states (what
+the Transformer families offer; a family with other vectors offers its own embedder).
 
 Transformers are mean-pooled over their real tokens (padding and BERT's ``[CLS]``/``[SEP]``
 left out): no model here was trained to make a sequence vector, and the mean of the last
@@ -9,16 +10,19 @@ cut to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from scipy import sparse
 from tokenizers import Tokenizer
 from torch import nn
 
-from llmworks.data.word_vocab import token_as_word
-from llmworks.evaluation.representations import Embedder
-from llmworks.models.bow import average_word_vectors, fit_bow
+from llmworks.models.bow import fit_bow
+
+ArrayLike = np.ndarray | sparse.spmatrix
+# texts -> one row per text, dense or scipy-sparse
+Embedder = Callable[[Sequence[str]], ArrayLike]
 
 
 def bag_of_words_embedder(
@@ -27,28 +31,6 @@ def bag_of_words_embedder(
     """Counts or TF-IDF weights over the training split's vocabulary (and idf), as sparse
     rows: a hub corpus' vocabulary would not fit densely."""
     return fit_bow(train_texts, tfidf=tfidf, max_features=max_features).transform
-
-
-def word2vec_embedder(
-    words: Sequence[str],
-    vectors: np.ndarray,
-    lowercase: bool,
-    tokenizer: Tokenizer | None = None,
-) -> Embedder:
-    """Averaged word vectors. With ``tokenizer`` (Word2Vec trained on a subword tokenizer's
-    tokens, ``word2vec.tokenizer``) a text is cut into that tokenizer's tokens, spelled as
-    the vectors file spells them (spaces as ``▁``)."""
-    split = None
-    if tokenizer is not None:
-
-        def split(text: str) -> list[str]:
-            enc = tokenizer.encode(text, add_special_tokens=False)
-            return [token_as_word(t) for t in enc.tokens]
-
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        return average_word_vectors(texts, words, vectors, lowercase=lowercase, split=split)
-
-    return embed
 
 
 def _token_batches(

@@ -1,6 +1,7 @@
 """One label-free task that every representation can take: which document does a paragraph
-come from? Bag-of-words, averaged Word2Vec and pooled Transformer states are all scored the
-same way, so the course's arc shows up as one table.
+come from? Bag-of-words, averaged word vectors and pooled Transformer states are all scored
+the same way, so the course's arc shows up as one table (``compare_representations``, the
+last part of the evaluate stage, scores every embedder the families offered).
 
 Each held-out paragraph is a query; each document is the mean of its other paragraphs'
 vectors (the query is left out of its own document). Scores: nearest-centroid accuracy and
@@ -9,16 +10,20 @@ mean reciprocal rank of the true document.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
 from sklearn.preprocessing import normalize
 
-ArrayLike = np.ndarray | sparse.spmatrix
-# texts -> one row per text, dense or scipy-sparse
-Embedder = Callable[[Sequence[str]], ArrayLike]
+from llmworks.errors import LlmworksError
+from llmworks.evaluation import plots
+from llmworks.evaluation.embedders import ArrayLike, Embedder, bag_of_words_embedder
+
+if TYPE_CHECKING:
+    from llmworks.evaluation.recorder import Recorder
 
 
 @dataclass(frozen=True)
@@ -133,3 +138,36 @@ def compare(task: ParagraphTask, embedders: dict[str, Embedder]) -> dict[str, di
         "documents": task.n_docs,
     }
     return results
+
+
+def compare_representations(rec: Recorder, offered: dict[str, Embedder]) -> None:
+    """Bag-of-words and TF-IDF (fit on the training split) beside every representation a
+    family ``offered``, on paragraphs of the held-out documents."""
+    r = rec.cfg.evaluate.representations
+    docs = [t for split in r.splits for t in rec.corpus[str(split)]["text"]]
+    task = paragraph_task(
+        docs, int(r.min_paragraphs), int(r.min_words), int(r.max_per_doc), r.max_docs
+    )
+    if task.n_docs < 2:
+        raise LlmworksError(
+            f"{task.n_docs} held-out documents with >= {int(r.min_paragraphs)} paragraphs "
+            f"of >= {int(r.min_words)} words; the comparison needs two"
+        )
+    train = rec.corpus["train"]["text"]
+    embedders = {
+        "bow_counts": bag_of_words_embedder(train, False, r.bow_max_features),
+        "tfidf": bag_of_words_embedder(train, True, r.bow_max_features),
+        **offered,
+    }
+    scores = compare(task, embedders)
+    rec.record("representations", scores)
+    some = next(iter(scores.values()))
+    rec.table(
+        "representations",
+        f"Which of {some['documents']} held-out documents does each of {some['queries']} "
+        "paragraphs come from? (nearest centroid, leave-one-out)",
+        ["representation", *(k for k in some)],
+        [[n, *v.values()] for n, v in scores.items()],
+    )
+    path = plots.plot_representations(scores, rec.assets / "representations.png")
+    rec.figure("representations", path, "Accuracy and MRR")

@@ -2,7 +2,7 @@
 baseline that the evaluation stage compares learned embeddings against.
 
 scikit-learn does the sparse math; the tokenizer is the same regex word tokenizer Word2Vec
-trains on (``llmworks.data.word_vocab.tokenize``), so both see the same words.
+trains on (``llmworks.tokenization.words.tokenize``), so both see the same words.
 
     bow = BagOfWords(tfidf=True, min_count=2).fit(train_texts)
     X = bow.transform(docs)   # scipy CSR, one L2-normalised row per document
@@ -11,13 +11,13 @@ trains on (``llmworks.data.word_vocab.tokenize``), so both see the same words.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
 from scipy import sparse
 
-from llmworks.data.word_vocab import tokenize
+from llmworks.tokenization.words import tokenize
 from llmworks.errors import LlmworksError
 
 
@@ -82,27 +82,3 @@ def fit_bow(
     max_features: int | None = None,
 ) -> BagOfWords:
     return BagOfWords(tfidf=tfidf, min_count=min_count, max_features=max_features).fit(texts)
-
-
-def average_word_vectors(
-    texts: Sequence[str],
-    words: Sequence[str],
-    vectors: np.ndarray,
-    lowercase: bool = True,
-    split: Callable[[str], list[str]] | None = None,
-) -> np.ndarray:
-    """Documents as the mean of their in-vocabulary word vectors (zeros when none): how the
-    evaluation stage turns Word2Vec into document vectors to set beside TF-IDF.
-
-    ``split`` cuts a text into the units the vectors were trained on: by default the word
-    tokenizer Word2Vec trains on, a subword tokenizer's tokens for ``word2vec.tokenizer``."""
-    index = {w: i for i, w in enumerate(words)}
-    vectors = np.asarray(vectors, dtype=np.float32)
-    split = split or partial(tokenize, lowercase=lowercase)
-    rows = [[i for i in map(index.get, split(t)) if i is not None] for t in texts]
-    lengths = np.array([len(r) for r in rows])
-    flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
-    doc = np.repeat(np.arange(len(rows)), lengths)
-    out = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-    np.add.at(out, doc, vectors[flat])
-    return out / np.maximum(lengths, 1)[:, None]

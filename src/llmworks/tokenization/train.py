@@ -17,7 +17,8 @@ from llmworks.errors import LlmworksError
 from llmworks.io import scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
-from llmworks.tracking import job_type, log_lineage, log_metrics, wandb_run
+from llmworks.tracking.lineage import log_lineage
+from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,11 @@ from llmworks.errors import LlmworksError
 
 log = logging.getLogger("llmworks.progress")
 
+# what ThroughputMonitor logs on rank 0: tokens (the modules' ``tokens_in_batch``) per second
+# and device (a rolling window), and the running totals of tokens and seconds it divides
+TOKENS_PER_S_PER_DEVICE = "train/device/items_per_sec"
+TOKENS, SECONDS = "train/lengths", "train/time"
+
 
 class TrainingThroughput(ThroughputMonitor):
     """Lightning's ``ThroughputMonitor`` logging training throughput only.
@@ -39,8 +44,8 @@ class StopOnNonFiniteLoss(Callback):
     Checked on the steps the loss is logged anyway (``log_every_n_steps``), so a GPU is not
     made to synchronise every step; under DDP the ranks agree before any of them stops."""
 
-    def __init__(self, family: str):
-        self.family = family
+    def __init__(self, hint: str):
+        self.hint = hint  # what to change, in the family's own keys
 
     def on_train_batch_end(
         self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int
@@ -56,7 +61,7 @@ class StopOnNonFiniteLoss(Callback):
             raise LlmworksError(
                 f"training diverged: train_loss is {value} at step {step}; stopped before "
                 f"saving anything of it (the checkpoints in {where} are the last good ones). "
-                f"Lower {self.family}.optim.lr (or raise its warmup) and run again"
+                f"{self.hint[:1].upper()}{self.hint[1:]} and run again"
             )
 
 

@@ -40,7 +40,8 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.errors import LlmworksError
-from llmworks.tracking import job_type, wandb_logger
+from llmworks.spec import Family
+from llmworks.tracking.runs import job_type, wandb_logger
 from llmworks.training.callbacks import ProgressLog, StopOnNonFiniteLoss
 from llmworks.training.logs import LOG_FILE, merge_sessions
 
@@ -161,13 +162,13 @@ class RunStamp(Callback):
 
 
 def build_callbacks(
-    cfg: DictConfig, family: str, monitor: str, run: Run, module: L.LightningModule
+    cfg: DictConfig, family: Family, run: Run, module: L.LightningModule
 ) -> list[Callback]:
     """``cfg.callbacks`` instantiated (an entry set to null is left out), with what only the
     stage knows filled in where the config leaves it open: the checkpoint directory, the
     family's monitored metric, and how to count samples and tokens for throughput. Two more
     always run: the run stamp on checkpoints, and the stop on a non-finite loss."""
-    callbacks: list[Callback] = [RunStamp(run), StopOnNonFiniteLoss(family)]
+    callbacks: list[Callback] = [RunStamp(run), StopOnNonFiniteLoss(family.divergence_hint)]
     terminal = sys.stdout.isatty()
     for name, node in cfg.callbacks.items():
         if node is None:
@@ -188,7 +189,7 @@ def build_callbacks(
         if issubclass(cls, ModelCheckpoint):
             extra = {"dirpath": str(run.checkpoints)}
         if issubclass(cls, ModelCheckpoint | EarlyStopping) and node.get("monitor") is None:
-            extra["monitor"] = monitor
+            extra["monitor"] = family.monitor
         if issubclass(cls, ThroughputMonitor):
             extra |= {"batch_size_fn": module.samples_in_batch, "length_fn": module.tokens_in_batch}
         callbacks.append(_instantiate(node, f"callbacks.{name}", **extra))
@@ -279,16 +280,15 @@ class FitResult:
 
 def fit(
     cfg: DictConfig,
-    family: str,
+    family: Family,
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
     run_dir: Path,
-    monitor: str,
     data_id: str,
 ) -> FitResult:
     """Train ``module`` on ``datamodule`` with ``cfg.trainer`` + ``cfg.<family>.train``,
     resuming the interrupted run of the same fingerprint, then validate the final weights."""
-    section = cfg[family]
+    section = cfg[family.name]
     run = Run.open(
         run_dir,
         fingerprint(
@@ -301,12 +301,12 @@ def fit(
     )
     if run.resume_from is not None:
         log.info("resuming from %s (session %d of this run)", run.resume_from, run.session)
-    callbacks = build_callbacks(cfg, family, monitor, run, module)
+    callbacks = build_callbacks(cfg, family, run, module)
     loggers: list[Any] = [CSVLogger(save_dir=str(run.dir), name=CSV, version=run.csv_version)]
     trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir)
     wb = None
     if trainer.global_rank == 0:  # known once the Trainer exists: one W&B run under DDP
-        wb = wandb_logger(cfg, job_type(f"train_{family}"), run_id=run.wandb_id)
+        wb = wandb_logger(cfg, job_type(f"train@{family.name}"), run_id=run.wandb_id)
         if wb is not None:
             trainer.loggers = [*loggers, wb]
     trainer.fit(

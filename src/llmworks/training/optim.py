@@ -9,6 +9,10 @@ from typing import Any
 import torch
 from torch import nn
 
+# the learning rate of the decayed group (the weight matrices) as Lightning's
+# LearningRateMonitor names it for configure_adamw's two parameter groups
+LOGGED_LR = "lr-AdamW/pg1"
+
 
 @dataclass(frozen=True)
 class OptimConfig:

@@ -1,11 +1,11 @@
-"""The one training-stage recipe every model family runs (``train_<family>``), and the spec a
-family fills in to run it -- what torchtitan calls a ``TrainSpec``.
+"""The one training-stage recipe every model family runs (``train@<family>``).
 
 seed -> paths -> the family builds its data and ``LightningModule`` -> the shared ``fit``
 (trainer, callbacks, loggers, checkpoints, resume) -> on rank 0: final weights, the
 tokenizer beside them and the family's exports, staged and moved into ``models/<family>/`` at
-once; ``metrics/<family>.json`` and the ``dvc plots`` CSVs, written atomically; the final
-numbers in W&B.
+once; ``metrics/train/<family>.json`` and the ``dvc plots`` CSVs, written atomically; the
+final numbers in W&B. The family is a spec (``llmworks.spec.Family``): nothing here names
+one.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ import logging
 import math
 import shutil
 import statistics
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,97 +22,37 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.config import typed
-from llmworks.corpus import describe
+from llmworks.corpus.config import corpus_config
 from llmworks.errors import LlmworksError
-from llmworks.export.model_card import CardSpec, write_card
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
-from llmworks.tracking import experiment_group, finish_wandb, log_lineage
+from llmworks.spec import Built, ExportUnsupported, Family, family, names
+from llmworks.tracking.lineage import log_lineage
+from llmworks.tracking.runs import experiment_group, finish_wandb
+from llmworks.training.callbacks import SECONDS, TOKENS, TOKENS_PER_S_PER_DEVICE
 from llmworks.training.fit import FitResult, fit
 from llmworks.training.logs import write_plots
+from llmworks.training.model_card import write_card
 from llmworks.training.sharding import FSDPConfig, full_model
 
 log = logging.getLogger(__name__)
 
-# what ThroughputMonitor logs on rank 0: tokens (the modules' ``tokens_in_batch``) per second
-# (a rolling window), and the running totals of tokens and seconds it divides
-TOKENS_PER_S_PER_DEVICE = "train/device/items_per_sec"
-TOKENS, SECONDS = "train/lengths", "train/time"
+
+def training_stage(cfg: DictConfig) -> dict[str, Any]:
+    """The ``train@<family>`` stage: trains the family that ``cfg.family`` names."""
+    if not cfg.family:
+        raise LlmworksError(f"name the family to train: family=<one of {names(cfg)}>")
+    return train(family(str(cfg.family), names(cfg)), cfg)
 
 
-class ExportUnsupported(LlmworksError):
-    """The trained architecture has no equivalent in the export format; the stage warns and
-    goes on without that export (the model itself is saved)."""
-
-
-def require_exportable(check: Callable[[Any], object], config: Any) -> None:
-    """Run an exporter's architecture check on a model config; the ``LlmworksError`` that
-    names the missing counterpart becomes ``ExportUnsupported`` (warn, skip the export)."""
-    try:
-        check(config)
-    except LlmworksError as exc:
-        raise ExportUnsupported(str(exc)) from exc
-
-
-@dataclass(frozen=True)
-class Built:
-    """What a family's builder hands the recipe."""
-
-    module: L.LightningModule  # holds the model as ``module.model`` (with ``save(dir)``)
-    data: L.LightningDataModule
-    data_id: str  # identifies the training data: part of the run's fingerprint
-    # files copied next to the weights (name: source), so the model directory is complete
-    files: Mapping[str, Path] = field(default_factory=dict)
-    # what it trains on, as W&B lineage: {artifact name: (type, path)}
-    inputs: Mapping[str, tuple[str, Path]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Family:
-    """Everything the pipeline needs to know about one model family.
-
-    ``name`` is at once the config section (``cfg.<name>``), the stage (``train_<name>``), the
-    model directory (``models/<name>``) and the metrics file (``metrics/<name>.json``).
-    """
-
-    name: str
-    title: str  # the report's heading for it
-    build: Callable[[DictConfig, Paths], Built]
-    monitor: str  # validation metric, lower is better: picks best.ckpt
-    metrics: tuple[str, ...]  # final validation metrics kept in metrics/<name>.json
-    plots: Mapping[str, Mapping[str, str]]  # {"train": {column: logged name}, "val": {...}}
-    # writes the family's exports into the model directory (ExportUnsupported: skipped)
-    export: Callable[[Built, Path], None] | None = None
-    # the evaluate stage's part for this family (see llmworks.evaluation.run.Evaluation)
-    evaluate: Callable[[Any], None] | None = None
-    # the model card of its export (README.md in the export, else in the model directory)
-    card: CardSpec | None = None
-
-
-def require_tokenizer(paths: Paths, name: str) -> Path:
-    """A trained tokenizer's ``tokenizer.json``, or the one message that says how to get it."""
-    path = paths.tokenizer(name)
-    if not path.is_file():
-        raise LlmworksError(f"{path} not found; train it first (dvc repro train_tokenizer@{name})")
-    return path
-
-
-def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
-    """The ``train_<family>`` stage. Returns the metrics written to ``metrics/<family>.json``
-    (on rank 0; the final validation metrics on other ranks)."""
+def train(family: Family, cfg: DictConfig) -> dict[str, Any]:
+    """Train ``family`` as ``cfg`` says. Returns the metrics written to
+    ``metrics/train/<family>.json`` (on rank 0; the final validation metrics on other ranks)."""
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     paths = Paths.from_config(cfg)
     built = family.build(cfg, paths)
     built.module.fsdp = typed(FSDPConfig, cfg.fsdp, "fsdp")  # used under trainer=fsdp only
-    result = fit(
-        cfg,
-        family.name,
-        built.module,
-        built.data,
-        paths.run(family.name),
-        family.monitor,
-        built.data_id,
-    )
+    result = fit(cfg, family, built.module, built.data, paths.run(family.name), built.data_id)
     try:
         # sharded (trainer=fsdp): every rank takes part in gathering the full weights
         full = full_model(built.module.model, result.trainer.is_global_zero)
@@ -122,7 +61,7 @@ def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
         built.module.model = full
         metrics = final_metrics(family, result)
         save_artifacts(family, built, paths.model(family.name), cfg, metrics)
-        write_json(paths.metrics_json(family.name), metrics)
+        write_json(paths.train_metrics(family.name), metrics)
         write_plots(
             result.log,
             {s: paths.plot_csv(family.name, s) for s in family.plots},
@@ -130,19 +69,17 @@ def training_stage(family: Family, cfg: DictConfig) -> dict[str, Any]:
         )
         if result.wandb is not None:
             result.wandb.log_metrics({f"final/{k}": v for k, v in metrics.items() if v is not None})
-            model_dir = paths.model(family.name)
-            exported = model_dir / "hf" if (model_dir / "hf").is_dir() else model_dir
             log_lineage(
                 result.wandb.experiment,
                 cfg,
                 dict(built.inputs),
-                {f"model-{family.name}": ("model", exported)},
+                {f"model-{family.name}": ("model", family.exported(paths.model(family.name)))},
                 {k: v for k, v in metrics.items() if v is not None},
             )
         result.run.mark_finished()
     finally:
         finish_wandb(result.wandb)
-    log.info("train_%s: %s", family.name, {k: v for k, v in metrics.items() if v is not None})
+    log.info("train@%s: %s", family.name, {k: v for k, v in metrics.items() if v is not None})
     return metrics
 
 
@@ -156,7 +93,7 @@ def final_metrics(family: Family, result: FitResult) -> dict[str, Any]:
     if bad:
         raise LlmworksError(
             f"training diverged: {', '.join(f'{k}={kept[k]}' for k in bad)} after "
-            f"{trainer.global_step} steps; lower {family.name}.optim.lr or raise warmup"
+            f"{trainer.global_step} steps; {family.divergence_hint}"
         )
     logged = [result.log[s] for s in sorted(result.log)]
     train_loss = [row["train_loss"] for row in logged if "train_loss" in row]
@@ -194,18 +131,17 @@ def save_artifacts(
             shutil.copyfile(source, staged / name)
         if bool(cfg[family.name].export) and family.export is not None:
             try:
-                family.export(built, staged)
+                family.export(built, family.export_dir(staged))
             except ExportUnsupported as exc:
-                log.warning("train_%s: skipping the export: %s", family.name, exc)
+                log.warning("train@%s: skipping the export: %s", family.name, exc)
         if family.card is not None:
-            card_dir = staged / "hf" if (staged / "hf").is_dir() else staged
             section = cfg[family.name]
             write_card(
-                card_dir,
+                family.exported(staged),
                 family.card,
                 title=family.title,
                 experiment=experiment_group(cfg),
-                corpus=describe(cfg.corpus),
+                corpus=corpus_config(cfg).describe(),
                 tokenizer=section.tokenizer,
                 metrics=metrics,
                 config={

@@ -1,0 +1,21 @@
+"""DVC stage `train@<family>`: one model family trained by the one recipe -- token shards (or
+the corpus) -> models/<family> (safetensors + the family's exports) and metrics/train/,
+resumed from runs/<family>/checkpoints/last.ckpt after a crash.
+
+    python pipelines/train.py family=gpt gpt=llama_small trainer=ddp_cpu
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from llmworks.cli import run_stage
+from llmworks.training.recipe import training_stage
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_stage(training_stage, cfg)
+
+
+if __name__ == "__main__":
+    main()

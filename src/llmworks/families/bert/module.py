@@ -1,0 +1,124 @@
+"""BERT's training: ``MLMModule``, the ``LightningModule`` (masked-LM pretraining on the
+WordPiece shards), its scorer, and ``build``, which the shared recipe calls.
+
+It logs ``train_loss`` every step and, over the fixed, seed-masked validation batches,
+``val_mlm_loss`` (mean cross-entropy per masked token), ``val_mlm_acc`` (share of masked
+tokens predicted exactly) and ``val_ppl``, every masked token counted once across batches and
+DDP ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from llmworks.config import typed
+from llmworks.errors import LlmworksError
+from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
+from llmworks.families.bert.model import Bert, BertConfig
+from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.spec import Built
+from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
+from llmworks.training.optim import OptimConfig, configure_adamw
+
+Batch = dict[str, torch.Tensor]
+
+
+class MaskedLMScores(TokenMeans):
+    """Mean cross-entropy and accuracy per masked token, and the perplexity of that loss.
+    Validation (``val_*``) and the test split (``test_*``)."""
+
+    def __init__(self):
+        super().__init__("mlm_loss", "mlm_acc")
+
+    def update(self, model: Bert, batch: Batch) -> None:  # type: ignore[override]
+        logits, loss = model(
+            batch["input_ids"],
+            batch["attention_mask"],
+            labels=batch["labels"],
+            ignore_index=IGNORE_INDEX,
+        )
+        targets = batch["labels"][batch["labels"] != IGNORE_INDEX]
+        n = targets.numel()
+        correct = (logits.argmax(-1) == targets).sum()
+        super().update(n, mlm_loss=loss * n, mlm_acc=correct)
+
+    def results(self) -> dict[str, float]:
+        s = self.compute()
+        return {
+            "mlm_loss": s["mlm_loss"],
+            "mlm_acc": s["mlm_acc"],
+            "ppl": perplexity(s["mlm_loss"]),
+            "tokens": int(s["count"]),
+        }
+
+
+class MLMModule(ScoredModule):
+    def __init__(self, config: BertConfig, optim: OptimConfig, mask_rate: float):
+        super().__init__()
+        self.save_hyperparameters({"model": asdict(config), "optim": asdict(optim)})
+        self.model = Bert(config)
+        # without a next-sentence objective nothing trains the [CLS] pooler: freeze it so DDP
+        # does not wait for its gradients (a downstream fine-tune unfreezes it)
+        self.model.pooler.requires_grad_(False)
+        self.optim = optim
+        self.mask_rate = mask_rate
+        self.scores = MaskedLMScores()
+        self.flops_per_batch: float | None = None  # read by Lightning's ThroughputMonitor
+
+    def samples_in_batch(self, batch: Batch) -> int:
+        return batch["input_ids"].shape[0]
+
+    def tokens_in_batch(self, batch: Batch) -> int:
+        return int(batch["attention_mask"].sum())  # real tokens: padding is not throughput
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        _, loss = self.model(
+            batch["input_ids"],
+            batch["attention_mask"],
+            labels=batch["labels"],
+            ignore_index=IGNORE_INDEX,
+        )
+        seq_len = batch["input_ids"].shape[1]
+        per_token = self.model.flops_per_token(seq_len, self.mask_rate)
+        self.flops_per_batch = per_token * self.tokens_in_batch(batch)
+        self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_adamw(self.model, self.optim, self.trainer.max_steps, self.trainer)
+
+
+def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:
+    b = cfg.bert
+    data = typed(MLMDataConfig, b.data, "bert.data")
+    return MLMData(paths.tokens(str(b.tokenizer)), tokenizer_json, data, int(cfg.seed))
+
+
+def build(cfg: DictConfig, paths: Paths) -> Built:
+    b = cfg.bert
+    tok_json = paths.trained_tokenizer(str(b.tokenizer))
+    data = data_module(cfg, paths, tok_json)
+    config = typed(
+        BertConfig, b.model, "bert.model", vocab_size=data.vocab_size, pad_id=data.ids["pad"]
+    )
+    if data.cfg.max_seq_len > config.max_seq_len:
+        raise LlmworksError(
+            f"bert.data.max_seq_len={data.cfg.max_seq_len} exceeds the model's "
+            f"position table bert.model.max_seq_len={config.max_seq_len}"
+        )
+    module = MLMModule(config, typed(OptimConfig, b.optim, "bert.optim"), data.cfg.mask_rate)
+    return Built(
+        module,
+        data,
+        data_id=data.shards.fingerprint,
+        files={TOKENIZER_FILE: tok_json},
+        inputs={
+            f"tokens-{b.tokenizer}": ("dataset", data.shards.root),
+            f"tokenizer-{b.tokenizer}": ("tokenizer", tok_json),
+        },
+    )

@@ -1,0 +1,132 @@
+"""GPT's training: ``CausalLM``, the ``LightningModule`` (next-token loss, AdamW +
+warmup/cosine), its scorer, and ``build``, which the shared recipe calls.
+
+Per step it logs ``train_loss`` (and ``train_aux_loss`` for MoE); per validation ``val_loss``
+(nats/token), ``val_ppl``, ``val_bpb`` (bits per UTF-8 byte: independent of the tokenizer, so
+runs with different vocabularies compare) and ``val_aux_loss`` for MoE, every validation
+token counted once across batches and DDP ranks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from llmworks.config import typed
+from llmworks.data.shards import TextPerToken, open_shards
+from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+from llmworks.families.gpt.model import GPT, GPTConfig
+from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.spec import Built
+from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
+from llmworks.training.optim import OptimConfig, configure_adamw
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class NextTokenScores(TokenMeans):
+    """Mean next-token loss over windows, and what follows from it: perplexity (per token of
+    this tokenizer), bits per byte and word-level perplexity (both comparable across
+    tokenizers), and the MoE balance loss. Validation (``val_*``) and test (``test_*``)."""
+
+    def __init__(self, text: TextPerToken | None, moe: bool):
+        super().__init__("loss", "aux_loss")
+        self.text, self.moe = text, moe
+
+    def update(self, model: GPT, batch: Batch) -> None:  # type: ignore[override]
+        x, y = batch
+        _, loss = model(x, y)
+        n = y.numel()
+        super().update(n, loss=loss * n, aux_loss=model.aux_loss() * n)
+
+    def results(self) -> dict[str, float]:
+        s = self.compute()
+        out = {"loss": s["loss"], "ppl": perplexity(s["loss"]), "tokens": int(s["count"])}
+        if self.text is not None:
+            out["bpb"] = bits_per_byte(s["loss"], self.text.bytes)
+        if self.text is not None and self.text.words:
+            out["word_ppl"] = perplexity(s["loss"] / self.text.words)
+        if self.moe:
+            out["aux_loss"] = s["aux_loss"]
+        return out
+
+
+class CausalLM(ScoredModule):
+    def __init__(
+        self,
+        config: GPTConfig,
+        optim: OptimConfig,
+        text: TextPerToken | None,
+        compile: bool,
+    ):
+        super().__init__()
+        self.save_hyperparameters({"model": asdict(config), "optim": asdict(optim)})
+        self.model = GPT(config)
+        self.optim = optim
+        self.compile_model = compile
+        # text per token of the validation split, for val_bpb and val_word_ppl
+        self.scores = NextTokenScores(text, moe=config.mlp == "moe")
+        self.flops_per_batch: float | None = None  # read by Lightning's ThroughputMonitor
+
+    @property
+    def config(self) -> GPTConfig:
+        return self.model.config
+
+    def configure_model(self) -> None:
+        super().configure_model()  # shards first under trainer=fsdp
+        if self.compile_model and not getattr(self, "_compiled", False):
+            self.model.compile()  # in place: parameter names (and checkpoints) stay the same
+            self._compiled = True
+
+    def samples_in_batch(self, batch: Batch) -> int:
+        return batch[0].shape[0]
+
+    def tokens_in_batch(self, batch: Batch) -> int:
+        return batch[0].numel()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        _, loss = self.model(x, y)
+        self.flops_per_batch = self.model.flops_per_token() * x.numel()
+        self.log("train_loss", loss, prog_bar=True)
+        if self.config.mlp == "moe":
+            aux = self.model.aux_loss()
+            self.log("train_aux_loss", aux)
+            return loss + self.config.aux_loss_coef * aux
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return configure_adamw(self.model, self.optim, self.trainer.max_steps, self.trainer)
+
+
+def build(cfg: DictConfig, paths: Paths) -> Built:
+    g = cfg.gpt
+    tok_json = paths.trained_tokenizer(str(g.tokenizer))
+    shards = open_shards(paths.tokens(str(g.tokenizer)), tok_json)
+    config = typed(GPTConfig, g.model, "gpt.model", vocab_size=shards.vocab_size)
+    data = WindowDataModule(
+        shards.root,
+        tok_json,
+        config.block_size,
+        typed(WindowDataConfig, g.data, "gpt.data"),
+        int(cfg.seed),
+    )
+    module = CausalLM(
+        config,
+        typed(OptimConfig, g.optim, "gpt.optim"),
+        shards.text_per_token("validation"),
+        bool(g.compile),
+    )
+    return Built(
+        module,
+        data,
+        data_id=shards.fingerprint,
+        files={TOKENIZER_FILE: tok_json},
+        inputs={
+            f"tokens-{g.tokenizer}": ("dataset", shards.root),
+            f"tokenizer-{g.tokenizer}": ("tokenizer", tok_json),
+        },
+    )
