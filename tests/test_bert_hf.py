@@ -1,7 +1,9 @@
-"""BERT's Hugging Face mapping (``families/bert/hf.py``) on random weights equals
-BertForMaskedLM (post-LN), MegatronBertForMaskedLM (pre-LN) and RoFormerForMaskedLM (rotary)
-to float32 precision, padded batches included; the export loads with AutoModelForMaskedLM and
-pipeline("fill-mask"); an architecture without a counterpart is refused by name."""
+"""BERT's Hugging Face mapping (``families/bert/hf.py``) on random weights, both ways: ours
+equals BertForMaskedLM (post-LN), MegatronBertForMaskedLM (pre-LN) and RoFormerForMaskedLM
+(rotary) to float32 precision, padded batches included; the export loads with
+AutoModelForMaskedLM and pipeline("fill-mask"); an imported checkpoint gives its logits, its
+tensors back on export and the fill-mask pipeline's answer; what has no counterpart is
+refused by name."""
 
 from __future__ import annotations
 
@@ -9,9 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import VOCAB, padded_batch, random_bert
+from tiny import HF_MASKED, VOCAB, hf_checkpoint, padded_batch, random_bert
 
-from llmworks.families.bert.hf import export_hf, to_hf
+from llmworks.errors import LlmworksError
+from llmworks.families.bert.hf import export_hf, from_hf, hf_state_dict, to_hf
+
+from conftest import run_stage
 
 
 @pytest.mark.parametrize(
@@ -89,3 +94,67 @@ def test_rope_without_a_hf_counterpart_is_refused_by_name() -> None:
         to_hf(random_bert(norm="pre", pos="rope"))
     with pytest.raises(LlmworksError, match="rotary base is fixed at 10000"):
         to_hf(random_bert(pos="rope", rope_base=500.0))
+
+
+# ----------------------------------------------------------------------------- import
+
+
+@pytest.mark.parametrize("kind", HF_MASKED)
+def test_an_imported_checkpoint_gives_the_same_logits(kind: str, tmp_path: Path) -> None:
+    hf = hf_checkpoint(kind, tmp_path, type_vocab_size=2)
+    model, _ = from_hf(tmp_path)
+    idx, mask, token_type = padded_batch()
+    with torch.no_grad():
+        ours = model(idx, mask, token_type)[0]
+        theirs = hf(input_ids=idx, attention_mask=mask.long(), token_type_ids=token_type).logits
+    assert (ours - theirs)[mask].abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("kind", HF_MASKED)
+def test_exporting_an_import_gives_back_the_checkpoint(kind: str, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    hf_checkpoint(kind, tmp_path)
+    model, _ = from_hf(tmp_path)
+    got = hf_state_dict(model)
+    want = {
+        k: v for k, v in load_file(tmp_path / "model.safetensors").items()
+        if not k.endswith(("embed_positions.weight", "position_ids"))
+    }  # fmt: skip
+    want.setdefault(
+        "cls.predictions.decoder.weight", want[next(k for k in want if "word_embeddings" in k)]
+    )
+    want.setdefault("cls.predictions.decoder.bias", want["cls.predictions.bias"])
+    assert set(got) == set(want)
+    assert all(torch.equal(got[k], want[k].float()) for k in want), kind
+
+
+def test_fill_mask_reads_a_hf_checkpoint_as_the_fill_mask_pipeline(
+    wordpiece_json: Path, tmp_path: Path
+) -> None:
+    from transformers import pipeline
+
+    ckpt = tmp_path / "ckpt"
+    hf_checkpoint("bert", ckpt, vocab=200, tokenizer=wordpiece_json)
+    proc = run_stage(
+        "fill_mask", f"model_dir={ckpt}", "text=the cat sat on the [MASK].", "top_k=3",
+        f"hydra.run.dir={tmp_path / 'h'}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    top_token = proc.stdout.strip().splitlines()[2].split()[1]
+    theirs = pipeline("fill-mask", model=str(ckpt), top_k=3)("the cat sat on the [MASK].")
+    assert theirs[0]["token_str"].replace(" ", "") == top_token.replace("##", "")
+
+
+def test_what_we_do_not_compute_exactly_is_refused_in_one_line() -> None:
+    import transformers as tf
+
+    from llmworks.families.bert.hf import config_from_hf
+
+    with pytest.raises(
+        LlmworksError, match="not a masked LM we import; supported: BertForMaskedLM"
+    ):
+        config_from_hf(tf.DistilBertConfig())
+    relative = tf.BertConfig(position_embedding_type="relative_key")
+    with pytest.raises(LlmworksError, match="position_embedding_type='relative_key'"):
+        config_from_hf(relative)

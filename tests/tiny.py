@@ -143,3 +143,84 @@ def padded_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     idx[~mask] = 0
     token_type = (torch.arange(24) >= 12).long().expand(3, 24)
     return idx, mask, token_type
+
+
+# ----------------------------------------------------------------------------- HF checkpoints
+# Tiny random checkpoints of every architecture we import, made with transformers' own
+# classes and save_pretrained (nothing downloaded): 2 layers, 64 wide, 4 heads.
+
+HF_CAUSAL = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(num_key_value_heads=2)),
+    "llama3_rope_scaled_tied": (
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        dict(
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            },
+        ),
+    ),
+    "mistral": (
+        "MistralConfig",
+        "MistralForCausalLM",
+        dict(num_key_value_heads=2, sliding_window=7),
+    ),
+    "qwen2": (
+        "Qwen2Config",
+        "Qwen2ForCausalLM",
+        dict(num_key_value_heads=2, tie_word_embeddings=True),
+    ),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", dict(num_key_value_heads=2, head_dim=32)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(num_key_value_heads=2, sliding_window=9)),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", {}),
+    "mixtral": (
+        "MixtralConfig",
+        "MixtralForCausalLM",
+        dict(num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2),
+    ),
+}
+HF_MASKED = {
+    "bert": ("BertConfig", "BertForMaskedLM", {}),
+    "roformer": ("RoFormerConfig", "RoFormerForMaskedLM", dict(embedding_size=64)),
+    "megatron-bert": ("MegatronBertConfig", "MegatronBertForMaskedLM", {}),
+}
+
+
+def hf_checkpoint(kind: str, out: Path, vocab: int = VOCAB, tokenizer: Path | None = None, **kw):
+    """A tiny random ``kind`` (a key of ``HF_CAUSAL`` or ``HF_MASKED``) saved in ``out``, with
+    ``tokenizer`` (a ``tokenizer.json``) beside it; its norms and biases perturbed. Returns
+    the transformers model (eval mode)."""
+    import transformers as tf
+
+    config_cls, model_cls, extra = (HF_CAUSAL | HF_MASKED)[kind]
+    if config_cls == "GPT2Config":
+        shape = dict(n_embd=64, n_layer=2, n_head=4, n_positions=64)
+    else:
+        shape = dict(
+            hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=64,
+        )  # fmt: skip
+    # ids of SPECIALS: [PAD] 0, <|endoftext|> 5 (begins and ends a document, as in GPT-2)
+    special = dict(bos_token_id=5, eos_token_id=5, pad_token_id=0)
+    config = getattr(tf, config_cls)(vocab_size=vocab, **shape, **(special | extra | kw))
+    torch.manual_seed(0)
+    model = perturbed(getattr(tf, model_cls)(config))
+    model.save_pretrained(out)
+    if tokenizer is not None:
+        from transformers import PreTrainedTokenizerFast
+
+        names = dict(eos_token="<|endoftext|>", pad_token="[PAD]", unk_token="[UNK]")
+        if kind in HF_MASKED:
+            names = dict(
+                pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+                mask_token="[MASK]",
+            )  # fmt: skip
+        PreTrainedTokenizerFast(tokenizer_file=str(tokenizer), **names).save_pretrained(out)
+    return model

@@ -10,7 +10,7 @@ against the cache; ``sample`` picks a token (greedy, temperature, top-k, top-p) 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, Protocol
 
 import torch
@@ -42,7 +42,7 @@ def stream(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
-    stop_token: int | None = None,
+    stop_token: int | Collection[int] | None = None,
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     repetition_penalty: float = 1.0,
@@ -53,9 +53,13 @@ def stream(
     context = idx[:, -block_size:]
     history = idx  # prompt + everything generated: what the repetition constraints read
     track = repetition_penalty != 1.0 or no_repeat_ngram_size > 0
+    stops = _stop_ids(stop_token, idx.device)
     done = torch.zeros(idx.shape[0], dtype=torch.bool, device=idx.device)
+    # the cache holds what this call can reach, not the model's whole context (which may be
+    # 128k positions: gigabytes of cache for a short answer)
+    cache_len = min(block_size, context.shape[1] + max_new_tokens)
     if use_cache:
-        model.set_kv_cache(idx.shape[0])
+        model.set_kv_cache(idx.shape[0], cache_len)
     try:
         logits, _ = model(context)  # prefill: the whole prompt in one pass
         for _ in range(max_new_tokens):
@@ -65,11 +69,11 @@ def stream(
                     last.float(), history, repetition_penalty, no_repeat_ngram_size
                 )
             nxt = sample(last, temperature, top_k, top_p, generator)
-            if stop_token is not None:  # finished rows keep emitting the stop token
-                nxt = torch.where(done[:, None], torch.full_like(nxt, stop_token), nxt)
-                done |= nxt[:, 0] == stop_token
+            if stops is not None:  # finished rows keep emitting the (first) stop token
+                nxt = torch.where(done[:, None], torch.full_like(nxt, int(stops[0])), nxt)
+                done |= torch.isin(nxt[:, 0], stops)
             yield nxt
-            if stop_token is not None and bool(done.all()):
+            if stops is not None and bool(done.all()):
                 return
             if track:
                 history = torch.cat([history, nxt], dim=1)
@@ -77,9 +81,9 @@ def stream(
             if not use_cache:
                 context = context[:, -block_size:]
                 logits, _ = model(context)
-            elif context.shape[1] <= block_size:  # decode: one new token, cached past
+            elif context.shape[1] <= cache_len:  # decode: one new token, cached past
                 logits, _ = model(nxt, input_pos=context.shape[1] - 1)
-            else:  # cache full: keep the last half of the window and prefill again
+            else:  # context full: keep the last half of the window and prefill again
                 context = context[:, -block_size // 2 :]
                 logits, _ = model(context)
     finally:
@@ -94,10 +98,18 @@ def generate(model: Decoder, idx: torch.Tensor, max_new_tokens: int, **kwargs: A
     (nucleus) filtering, reproducibly when a seeded ``generator`` is given.
     ``repetition_penalty`` and ``no_repeat_ngram_size`` act as Hugging Face's ``generate``
     arguments of those names (see ``penalize_repetition``). Stops early
-    once every row has produced ``stop_token``. With ``use_cache`` (the default) the
+    once every row has produced ``stop_token`` (an id, or a collection of ids: an
+    instruction-tuned model may end its turn with any of several). With ``use_cache`` (the default) the
     prompt is encoded once and each step feeds only the new token."""
     new = list(stream(model, idx, max_new_tokens, **kwargs))
     return torch.cat([idx, *new], dim=1)
+
+
+def _stop_ids(stop: int | Collection[int] | None, device: torch.device) -> torch.Tensor | None:
+    if stop is None:
+        return None
+    ids = [stop] if isinstance(stop, int) else list(stop)
+    return torch.tensor(ids, dtype=torch.long, device=device) if ids else None
 
 
 def penalize_repetition(

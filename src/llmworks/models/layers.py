@@ -11,6 +11,8 @@ Mixtral, BERT), so weights can move between the two with a renaming and nothing 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -57,17 +59,36 @@ def make_norm(kind: str, dim: int, bias: bool = True, eps: float = 1e-5) -> nn.M
 # ----------------------------------------------------------------------------- positions
 
 
+ROPE_SCALINGS = ("llama3",)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE) in the "rotate half" layout that Llama checkpoints use.
 
     ``forward(positions)`` returns ``(cos, sin)`` of shape ``(T, head_dim)``; positions are
     absolute, so a KV-cached decode step passes its offset and rotates correctly.
+
+    ``scaling`` stretches the context a model was trained on: ``{"type": "llama3", "factor",
+    "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}`` slows the
+    low frequencies by ``factor`` and keeps the high ones, blending in between (Llama 3.1+).
     """
 
-    def __init__(self, head_dim: int, base: float = 10000.0):
+    def __init__(self, head_dim: int, base: float = 10000.0, scaling: dict | None = None):
         super().__init__()
-        exponent = torch.arange(0, head_dim, 2, dtype=torch.int64).float() / head_dim
-        self.register_buffer("inv_freq", 1.0 / (base**exponent), persistent=False)
+        self.head_dim, self.base, self.scaling = head_dim, base, scaling
+        self.register_buffer("inv_freq", self._inv_freq(), persistent=False)
+
+    def _inv_freq(self) -> torch.Tensor:
+        exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
+        inv_freq = 1.0 / (self.base**exponent)
+        if self.scaling is not None:
+            args = {k: v for k, v in self.scaling.items() if k != "type"}
+            inv_freq = llama3_scaled(inv_freq, **args)
+        return inv_freq
+
+    def reset_buffers(self) -> None:
+        """Compute the table again (a model built on the ``meta`` device, then allocated)."""
+        self.inv_freq = self._inv_freq().to(self.inv_freq.device)
 
     def forward(
         self, positions: torch.Tensor, dtype: torch.dtype
@@ -75,6 +96,27 @@ class RotaryEmbedding(nn.Module):
         freqs = positions.float()[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def llama3_scaled(
+    inv_freq: torch.Tensor,
+    factor: float,
+    low_freq_factor: float,
+    high_freq_factor: float,
+    original_max_position_embeddings: int,
+) -> torch.Tensor:
+    """Llama 3's frequency rule: wavelengths longer than the original context divided by
+    ``low_freq_factor`` slow down by ``factor``, those shorter than it divided by
+    ``high_freq_factor`` stay, and the band between is interpolated smoothly."""
+    wavelen = 2 * math.pi / inv_freq
+    low, high = (original_max_position_embeddings / f for f in (low_freq_factor, high_freq_factor))
+    smooth = (original_max_position_embeddings / wavelen - low_freq_factor) / (
+        high_freq_factor - low_freq_factor
+    )
+    blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return torch.where(
+        wavelen > low, inv_freq / factor, torch.where(wavelen < high, inv_freq, blended)
+    )
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -129,6 +171,10 @@ class Attention(nn.Module):
     real tokens) hides padding either way. ``window`` limits each query to the last ``window``
     positions, itself included (Mistral's sliding window). Runs through
     ``F.scaled_dot_product_attention`` so GPUs use the flash / memory-efficient kernels.
+
+    ``head_dim`` may differ from ``d_model // n_head`` (Qwen3); ``qkv_bias`` puts biases on
+    the query, key and value projections alone (Qwen2; None: as ``bias``); ``qk_norm``
+    RMS-normalises each query and key head before the rotation (Qwen3).
     """
 
     def __init__(
@@ -140,19 +186,27 @@ class Attention(nn.Module):
         dropout: float = 0.0,
         causal: bool = True,
         window: int | None = None,
+        head_dim: int | None = None,
+        qkv_bias: bool | None = None,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-6,
     ):
         super().__init__()
         n_kv_head = n_kv_head or n_head
-        if d_model % n_head or n_head % n_kv_head:
+        if (head_dim is None and d_model % n_head) or n_head % n_kv_head:
             raise ValueError(
                 f"need n_head | d_model and n_kv_head | n_head, got "
                 f"d_model={d_model} n_head={n_head} n_kv_head={n_kv_head}"
             )
-        self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, d_model // n_head
+        self.n_head, self.n_kv_head = n_head, n_kv_head
+        self.head_dim = head_dim or d_model // n_head
         self.causal, self.window, self.dropout = causal, window, dropout
         # one matmul for q, k and v: the keys and values are n_kv_head heads wide
-        self.qkv = nn.Linear(d_model, (n_head + 2 * n_kv_head) * self.head_dim, bias=bias)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.qkv = nn.Linear(d_model, (n_head + 2 * n_kv_head) * self.head_dim, bias=qkv_bias)
         self.proj = nn.Linear(n_head * self.head_dim, d_model, bias=bias)
+        self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
+        self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
         self.resid_dropout = nn.Dropout(dropout)
         self.kv_cache: KVCache | None = None
 
@@ -172,8 +226,10 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).split(
             [self.n_head * hd, self.n_kv_head * hd, self.n_kv_head * hd], dim=-1
         )
-        q = q.view(B, T, self.n_head, hd).transpose(1, 2)
-        k = k.view(B, T, self.n_kv_head, hd).transpose(1, 2)
+        q, k = q.view(B, T, self.n_head, hd), k.view(B, T, self.n_kv_head, hd)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = v.view(B, T, self.n_kv_head, hd).transpose(1, 2)
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)

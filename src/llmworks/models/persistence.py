@@ -32,7 +32,8 @@ def load_model_dir(
 
     model_dir = Path(model_dir)
     saved = json.loads((model_dir / CONFIG_FILE).read_text())
-    config = config_cls(**{f.name: saved[f.name] for f in fields(config_cls)})
+    # a switch added after the model was saved takes its dataclass default (the old behaviour)
+    config = config_cls(**{f.name: saved[f.name] for f in fields(config_cls) if f.name in saved})
     model = model_cls(config)
     load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
     return model.eval()

@@ -1,5 +1,6 @@
-"""Fill in the blanks with a trained BERT (``pipelines/fill_mask.py``), the masked-LM
-counterpart of ``llmworks.generation``."""
+"""Fill in the blanks with a BERT (``pipelines/fill_mask.py``), the masked-LM counterpart of
+``pipelines/generate.py``: ours (a trained model directory) or a Hugging Face BERT, RoFormer
+or Megatron-BERT (a hub id or a directory), imported into our ``Bert``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.errors import LlmworksError
+from llmworks.families.bert.hf import from_hf
 from llmworks.families.bert.model import Bert
+from llmworks.models.checkpoints import is_hf_checkpoint, looks_like_hub_id
 from llmworks.models.persistence import CONFIG_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
 
@@ -20,15 +23,23 @@ def fill_mask(
     model_dir: str | Path, texts: list[str], top_k: int
 ) -> list[list[list[tuple[str, float]]]]:
     """For each text, for each ``[MASK]`` in it, the ``top_k`` (token, probability) pairs of
-    the model saved in ``model_dir`` (``model.safetensors`` + ``config.json`` + ``tokenizer.json``)."""
+    the model in ``model_dir``: ours (``model.safetensors`` + ``config.json`` +
+    ``tokenizer.json``) or a Hugging Face checkpoint (a directory or a hub id)."""
     from tokenizers import Tokenizer
 
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG_FILE).is_file() or not (model_dir / TOKENIZER_FILE).is_file():
+    path = Path(str(model_dir)).expanduser()
+    if is_hf_checkpoint(path) or looks_like_hub_id(model_dir):
+        model, path = from_hf(str(model_dir), where="model_dir")
+    elif (path / CONFIG_FILE).is_file() and (path / TOKENIZER_FILE).is_file():
+        model = Bert.load(path)
+    else:
         raise LlmworksError(
-            f"{model_dir} holds no trained BERT; train one first (dvc repro train@bert)"
+            f"{model_dir} holds no trained BERT; train one first (dvc repro train@bert) or "
+            "give model_dir=<a Hugging Face BERT: hub id or directory>"
         )
-    model, tok = Bert.load(model_dir), Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+    if not (path / TOKENIZER_FILE).is_file():
+        raise LlmworksError(f"{path}: no {TOKENIZER_FILE} beside the model")
+    tok = Tokenizer.from_file(str(path / TOKENIZER_FILE))
     mask_id = tok.token_to_id(MASK)
     results = []
     for text in texts:

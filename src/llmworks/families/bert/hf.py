@@ -1,27 +1,44 @@
-"""Export a trained BERT to Hugging Face ``transformers``: the proof that the model is right.
+"""BERT to and from Hugging Face ``transformers``, both ways and to the same numbers.
 
-Post-LN (``norm: post``, the original BERT) becomes ``BertForMaskedLM``; pre-LN becomes
+Post-LN (``norm: post``, the original BERT) is ``BertForMaskedLM``; pre-LN is
 ``MegatronBertForMaskedLM``, the same blocks with the norm at each sublayer's entry and a
-final norm; post-LN with rotary positions (``pos: rope``) becomes ``RoFormerForMaskedLM``,
-BERT's blocks with queries and keys rotated (its "interleaved" channel pairs are ours,
-"rotate half", reordered). Our fused ``qkv`` projection is split into
-``query``/``key``/``value``; the ``[CLS]`` pooler is left out (``*ForMaskedLM`` has none).
+final norm; post-LN with rotary positions (``pos: rope``) is ``RoFormerForMaskedLM``, BERT's
+blocks with queries and keys rotated (its "interleaved" channel pairs are ours, "rotate
+half", reordered). Our fused ``qkv`` projection is ``query``/``key``/``value``; the ``[CLS]``
+pooler is left out of an export (``*ForMaskedLM`` has none) and read from an imported
+checkpoint when it has one (``bert-base-uncased`` does).
 
 ``export_hf(model, tokenizer_json, out_dir)`` writes ``save_pretrained`` output (safetensors)
 plus the WordPiece tokenizer as a ``PreTrainedTokenizerFast``, loadable with
 ``AutoModelForMaskedLM.from_pretrained(out_dir)`` and ``pipeline("fill-mask", out_dir)``.
+``from_hf(source)`` reads such a checkpoint (a hub id or a directory) into our ``Bert``; an
+option we would only approximate is refused in one line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.model import Bert, BertConfig
+from llmworks.models.checkpoints import Weights, load_state, read_config, resolve
 from llmworks.paths import TOKENIZER_FILE
 from llmworks.spec import Built, require_exportable
+
+CLASSES = {
+    "bert": "BertForMaskedLM",
+    "megatron-bert": "MegatronBertForMaskedLM",
+    "roformer": "RoFormerForMaskedLM",
+}
+SUPPORTED = ", ".join(CLASSES.values())
+# heads and tables of a checkpoint that our MLM does not hold: next-sentence prediction,
+# RoFormer's sinusoidal table (computed, not trained), position ids
+IGNORED = ("cls.seq_relationship.weight", "cls.seq_relationship.bias", "embed_positions.weight",
+           "position_ids")  # fmt: skip
 
 SPECIAL = {
     "pad_token": "[PAD]",
@@ -71,60 +88,77 @@ def hf_architecture(cfg: BertConfig) -> str:
     return "roformer"
 
 
-def _interleave_rotary_pairs(w: torch.Tensor, n_head: int) -> torch.Tensor:
-    """Reorder each head's query/key rows from our rotary layout (channel ``i`` pairs with
-    ``i + head_dim/2``) to RoFormer's (``2i`` pairs with ``2i+1``): the same dot products."""
-    head_dim = w.shape[0] // n_head
+def _rotary_order(head_dim: int) -> torch.Tensor:
+    """The permutation from our rotary layout of a head's query/key rows (channel ``i``
+    pairs with ``i + head_dim/2``) to RoFormer's (``2i`` pairs with ``2i+1``): the same dot
+    products."""
     half = torch.arange(head_dim // 2)
-    order = torch.stack((half, half + head_dim // 2), dim=1).flatten()
-    return w.view(n_head, head_dim, *w.shape[1:])[:, order].reshape(w.shape)
+    return torch.stack((half, half + head_dim // 2), dim=1).flatten()
 
 
-def hf_state_dict(model: Bert) -> dict[str, torch.Tensor]:
-    """Our weights under Hugging Face's names (``bert.*`` or ``roformer.*`` encoder,
-    ``cls.predictions.*`` head)."""
-    cfg, out = model.config, {}
-    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+def _reorder(w: torch.Tensor, n_head: int, inverse: bool) -> torch.Tensor:
+    head_dim = w.shape[0] // n_head
+    order = _rotary_order(head_dim)
+    if inverse:
+        order = torch.argsort(order)
+    return w.reshape(n_head, head_dim, *w.shape[1:])[:, order].reshape(w.shape)
+
+
+# One table, both ways: each of our parameters and the Hugging Face tensors it is the
+# concatenation of along its first dimension; ``True`` marks RoFormer's interleaved rows.
+Parts = list[tuple[str, list[tuple[str, bool]]]]
+
+
+def _parts(cfg: BertConfig, prefix: str) -> Parts:
     post, rope = cfg.norm == "post", cfg.pos == "rope"
-    emb = "bert.embeddings."
-    out[emb + "word_embeddings.weight"] = sd["embeddings.tok.weight"]
+    emb = prefix + "embeddings."
+    parts: Parts = [
+        ("embeddings.tok.weight", [(emb + "word_embeddings.weight", False)]),
+        ("embeddings.seg.weight", [(emb + "token_type_embeddings.weight", False)]),
+    ]
     if not rope:
-        out[emb + "position_embeddings.weight"] = sd["embeddings.pos.weight"]
-    out[emb + "token_type_embeddings.weight"] = sd["embeddings.seg.weight"]
+        parts.append(("embeddings.pos.weight", [(emb + "position_embeddings.weight", False)]))
     # (HF name, ours) for the norms: post-LN after each residual add, pre-LN at each entry
     norms = (
         (("attention.output.LayerNorm", "norm1"), ("output.LayerNorm", "norm2"))
         if post
         else (("attention.ln", "norm1"), ("ln", "norm2"))
     )
-    if post:
-        norms_top = (("bert.embeddings.LayerNorm", "embeddings.norm"),)
-    else:
-        norms_top = (("bert.encoder.ln", "norm_f"),)
+    top = (emb + "LayerNorm", "embeddings.norm") if post else (prefix + "encoder.ln", "norm_f")
     for i in range(cfg.n_layer):
-        src, dst = f"blocks.{i}.", f"bert.encoder.layer.{i}."
+        src, dst = f"blocks.{i}.", f"{prefix}encoder.layer.{i}."
         for kind in ("weight", "bias"):
-            for name, t in zip(
-                ("query", "key", "value"), sd[src + f"attn.qkv.{kind}"].chunk(3, dim=0), strict=True
-            ):
-                if rope and name != "value":
-                    t = _interleave_rotary_pairs(t, cfg.n_head)
-                out[dst + f"attention.self.{name}.{kind}"] = t.contiguous()
-            out[dst + f"attention.output.dense.{kind}"] = sd[src + f"attn.proj.{kind}"]
-            out[dst + f"intermediate.dense.{kind}"] = sd[src + f"mlp.fc.{kind}"]
-            out[dst + f"output.dense.{kind}"] = sd[src + f"mlp.proj.{kind}"]
-            for theirs, ours in norms:
-                out[dst + f"{theirs}.{kind}"] = sd[src + f"{ours}.{kind}"]
+            qkv = [(dst + f"attention.self.{n}.{kind}", rope and n != "value")
+                   for n in ("query", "key", "value")]  # fmt: skip
+            parts += [
+                (src + f"attn.qkv.{kind}", qkv),
+                (src + f"attn.proj.{kind}", [(dst + f"attention.output.dense.{kind}", False)]),
+                (src + f"mlp.fc.{kind}", [(dst + f"intermediate.dense.{kind}", False)]),
+                (src + f"mlp.proj.{kind}", [(dst + f"output.dense.{kind}", False)]),
+            ]
+            parts += [(f"{src}{ours}.{kind}", [(f"{dst}{theirs}.{kind}", False)])
+                      for theirs, ours in norms]  # fmt: skip
     for kind in ("weight", "bias"):
-        for theirs, ours in norms_top:
-            out[f"{theirs}.{kind}"] = sd[f"{ours}.{kind}"]
-        out[f"cls.predictions.transform.dense.{kind}"] = sd[f"head.dense.{kind}"]
-        out[f"cls.predictions.transform.LayerNorm.{kind}"] = sd[f"head.norm.{kind}"]
+        parts += [
+            (f"{top[1]}.{kind}", [(f"{top[0]}.{kind}", False)]),
+            (f"head.dense.{kind}", [(f"cls.predictions.transform.dense.{kind}", False)]),
+            (f"head.norm.{kind}", [(f"cls.predictions.transform.LayerNorm.{kind}", False)]),
+        ]
+    parts.append(("head.decoder.bias", [("cls.predictions.bias", False)]))
+    return parts
+
+
+def hf_state_dict(model: Bert) -> dict[str, torch.Tensor]:
+    """Our weights under Hugging Face's names (``bert.*`` or ``roformer.*`` encoder,
+    ``cls.predictions.*`` head)."""
+    cfg = model.config
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    out: dict[str, torch.Tensor] = {}
+    for ours, theirs in _parts(cfg, "roformer." if cfg.pos == "rope" else "bert."):
+        for (name, rotary), t in zip(theirs, sd[ours].chunk(len(theirs)), strict=True):
+            out[name] = (_reorder(t, cfg.n_head, inverse=False) if rotary else t).contiguous()
     out["cls.predictions.decoder.weight"] = sd["embeddings.tok.weight"]
     out["cls.predictions.decoder.bias"] = sd["head.decoder.bias"]
-    out["cls.predictions.bias"] = sd["head.decoder.bias"]
-    if rope:  # RoFormer: the same encoder under another name
-        out = {k.replace("bert.", "roformer.", 1): v for k, v in out.items()}
     return out
 
 
@@ -133,13 +167,8 @@ def to_hf(model: Bert):
     import transformers as tf
 
     cfg = model.config
-    classes = {
-        "bert": tf.BertForMaskedLM,
-        "megatron-bert": tf.MegatronBertForMaskedLM,
-        "roformer": tf.RoFormerForMaskedLM,
-    }
     arch = hf_architecture(cfg)
-    hf = classes[arch](_hf_config(cfg, arch))
+    hf = getattr(tf, CLASSES[arch])(_hf_config(cfg, arch))
     missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
     # RoFormer's sinusoidal table is computed, not trained: nothing of ours maps onto it
     missing = [k for k in missing if not k.endswith("embed_positions.weight")]
@@ -149,6 +178,115 @@ def to_hf(model: Bert):
         )
     hf.tie_weights()
     return hf.float().eval()
+
+
+def config_from_hf(hf: Any, pad_id: int | None = None, where: str = "checkpoint") -> BertConfig:
+    """Our config of a transformers BERT / Megatron-BERT / RoFormer config; refuses, in one
+    line, an option we would only approximate."""
+    arch = getattr(hf, "model_type", None)
+    if arch not in CLASSES:
+        names = ", ".join(getattr(hf, "architectures", None) or [str(arch)])
+        raise LlmworksError(
+            f"{where}: {names} is not a masked LM we import; supported: {SUPPORTED}"
+        )
+    problems = [
+        f"hidden_act={hf.hidden_act!r} (supported: gelu)" if hf.hidden_act != "gelu" else "",
+        "is_decoder=true" if getattr(hf, "is_decoder", False) else "",
+    ]
+    if arch == "roformer":
+        if getattr(hf, "embedding_size", hf.hidden_size) != hf.hidden_size:
+            problems.append("embedding_size != hidden_size (supported: equal)")
+        if getattr(hf, "rotary_value", False):
+            problems.append("rotary_value=true (supported: false)")
+    elif getattr(hf, "position_embedding_type", "absolute") != "absolute":
+        problems.append(
+            f"position_embedding_type={hf.position_embedding_type!r} (supported: absolute)"
+        )
+    problems = [p for p in problems if p]
+    if problems:
+        raise LlmworksError(f"{where}: {CLASSES[arch]} with {problems[0]} is not supported")
+    return BertConfig(
+        vocab_size=hf.vocab_size,
+        max_seq_len=hf.max_position_embeddings,
+        n_layer=hf.num_hidden_layers,
+        n_head=hf.num_attention_heads,
+        d_model=hf.hidden_size,
+        d_hidden=hf.intermediate_size,
+        type_vocab_size=hf.type_vocab_size,
+        norm="pre" if arch == "megatron-bert" else "post",
+        norm_eps=hf.layer_norm_eps,
+        pos="rope" if arch == "roformer" else "learned",
+        rope_base=10000.0,
+        dropout=0.0,
+        pad_id=hf.pad_token_id if pad_id is None else pad_id,
+    )
+
+
+def from_hf(
+    source: str | Path, dtype: torch.dtype = torch.float32, where: str = "checkpoint"
+) -> tuple[Bert, Path]:
+    """Our ``Bert`` with the weights of a Hugging Face BERT / Megatron-BERT / RoFormer
+    checkpoint (a hub id or a directory: ``*ForMaskedLM``, ``*ForPreTraining`` or the bare
+    encoder), and the directory its files are in. A checkpoint without an MLM head (a bare
+    encoder) is refused: the head is what the MLM trains and scores."""
+    path = resolve(source, where)
+    cfg = config_from_hf(read_config(path), where=f"{where} {source}")
+    weights = Weights(path)
+    names = weights.names()
+    prefix = next(
+        (p for p in ("bert.", "roformer.", "")
+         if f"{p}embeddings.word_embeddings.weight" in names), None,
+    )  # fmt: skip
+    if prefix is None:
+        raise LlmworksError(f"{where} {source}: no embeddings.word_embeddings.weight; not a BERT")
+    parts = _parts(cfg, prefix)
+    pooler = [f"{prefix}pooler.dense.{k}" for k in ("weight", "bias")]
+    used = {n for _, theirs in parts for n, _ in theirs} | set(pooler)
+    used |= {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}  # tied
+    extra = sorted(n for n in names - used if not n.endswith(IGNORED))
+    missing = sorted({n for _, theirs in parts for n, _ in theirs} - names)
+    if missing or extra:
+        what = (
+            f"lacks {missing[0]}" if missing else f"has tensors we have no place for: {extra[:3]}"
+        )
+        raise LlmworksError(f"{where} {source}: the checkpoint {what}")
+    fills = list(_fills(parts, weights, cfg))
+    for ours, theirs in zip(("pooler.weight", "pooler.bias"), pooler, strict=True):
+        fills.append((ours, _pooler_fill(weights, theirs)))
+    model = load_state(lambda: Bert(cfg), iter(fills), dtype)
+    return model, path
+
+
+def _fills(
+    parts: Parts, weights: Weights, cfg: BertConfig
+) -> Iterator[tuple[str, Callable[[torch.Tensor], None]]]:
+    for ours, theirs in parts:
+
+        def fill(param: torch.Tensor, theirs: list[tuple[str, bool]] = theirs) -> None:
+            rows = param.shape[0] // len(theirs)
+            for k, (name, rotary) in enumerate(theirs):
+                dest = param[k * rows : (k + 1) * rows]
+                if rotary:
+                    dest.copy_(_reorder(weights.get(name), cfg.n_head, inverse=True))
+                else:
+                    weights.copy_into(name, dest)
+
+        yield ours, fill
+
+
+def _pooler_fill(weights: Weights, name: str) -> Callable[[torch.Tensor], None]:
+    """The checkpoint's ``[CLS]`` pooler where it has one; else BERT's initialisation (only
+    a downstream task trains it)."""
+
+    def fill(param: torch.Tensor) -> None:
+        if name in weights:
+            weights.copy_into(name, param)
+        elif param.dim() == 2:
+            torch.nn.init.normal_(param, 0.0, 0.02)
+        else:
+            torch.nn.init.zeros_(param)
+
+    return fill
 
 
 def hf_tokenizer(tokenizer_json: str | Path, max_len: int):
@@ -184,8 +322,9 @@ def export_hf(model: Bert, tokenizer_json: str | Path, out_dir: str | Path) -> P
 
 
 def export(built: Built, out_dir: Path) -> None:
-    """The stage's export into ``out_dir``: ``BertForMaskedLM``, ``MegatronBertForMaskedLM`` (pre-LN) or ``RoFormerForMaskedLM`` (rotary positions), and its tokenizer. An architecture without a
-    counterpart is skipped with a warning (``require_exportable``)."""
+    """The stage's export into ``out_dir``: ``BertForMaskedLM``, ``MegatronBertForMaskedLM``
+    (pre-LN) or ``RoFormerForMaskedLM`` (rotary positions), and its tokenizer. An
+    architecture without a counterpart is skipped with a warning (``require_exportable``)."""
     model = built.module.model
     require_exportable(hf_architecture, model.config)
     export_hf(model, built.files[TOKENIZER_FILE], out_dir)

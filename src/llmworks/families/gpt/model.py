@@ -1,8 +1,10 @@
 """A decoder-only transformer language model (GPT), every variant from one config.
 
 ``GPTConfig`` switches between classic GPT-2 (learned positions, LayerNorm, GELU, biases,
-tied embeddings) and Llama / Mixtral style models (RoPE, RMSNorm, SwiGLU or a mixture of
-experts, grouped-query attention, no biases); the layers live in ``llmworks.models.layers``.
+tied embeddings) and Llama / Mistral / Qwen / Phi-3 / Mixtral style models (RoPE with
+optional Llama 3 scaling, RMSNorm, SwiGLU or a mixture of experts, grouped-query attention,
+an optional sliding window, biases on q/k/v alone, q/k norms); the layers live in
+``llmworks.models.layers``.
 The model's own verbs follow: setting up and clearing its KV cache (what
 ``llmworks.generation`` decodes with), ``save`` / ``load``.
 """
@@ -19,6 +21,7 @@ from torch import nn
 
 from llmworks.models.layers import (
     MLP,
+    ROPE_SCALINGS,
     Attention,
     KVCache,
     MoE,
@@ -53,6 +56,12 @@ class GPTConfig:
     dropout: float
     bias: bool
     tie_weights: bool
+    # (defaults only so that a model saved before these switches existed still loads)
+    head_dim: int | None = None  # None: d_model // n_head
+    qkv_bias: bool | None = None  # biases on q/k/v only (Qwen2); None: as `bias`
+    qk_norm: bool = False  # RMSNorm of each query and key head before RoPE (Qwen3)
+    rope_scaling: dict | None = None  # {type: llama3, factor, ...}: see RotaryEmbedding
+    hf_type: str | None = None  # transformers model_type to export as; None: simplest equal
 
     def __post_init__(self) -> None:
         self.n_kv_head = self.n_kv_head or self.n_head
@@ -61,10 +70,16 @@ class GPTConfig:
                 self.d_hidden = 4 * self.d_model
             else:  # a gated MLP has three matrices: 2/3 of 4x keeps the parameter count
                 self.d_hidden = 64 * math.ceil(int(8 * self.d_model / 3) / 64)
-        if self.d_model % self.n_head or self.n_head % self.n_kv_head:
+        if (self.head_dim is None and self.d_model % self.n_head) or self.n_head % self.n_kv_head:
             raise ValueError(
                 f"need n_head | d_model and n_kv_head | n_head, got d_model={self.d_model} "
                 f"n_head={self.n_head} n_kv_head={self.n_kv_head}"
+            )
+        self.head_dim = self.head_dim or self.d_model // self.n_head
+        scaling = (self.rope_scaling or {}).get("type")
+        if self.rope_scaling is not None and scaling not in ROPE_SCALINGS:
+            raise ValueError(
+                f"GPTConfig.rope_scaling type {scaling!r}: expected one of {ROPE_SCALINGS}"
             )
         for name, value, allowed in (
             ("pos", self.pos, ("learned", "rope")),
@@ -73,10 +88,6 @@ class GPTConfig:
         ):
             if value not in allowed:
                 raise ValueError(f"GPTConfig.{name}={value!r}: expected one of {allowed}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.d_model // self.n_head
 
 
 class Block(nn.Module):
@@ -93,6 +104,10 @@ class Block(nn.Module):
             cfg.dropout,
             causal=True,
             window=cfg.window,
+            head_dim=cfg.head_dim,
+            qkv_bias=cfg.qkv_bias,
+            qk_norm=cfg.qk_norm,
+            norm_eps=cfg.norm_eps,
         )
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.bias, cfg.norm_eps)
         if cfg.mlp == "gelu":
@@ -121,7 +136,11 @@ class GPT(nn.Module):
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.pos == "learned" else None
-        self.rope = RotaryEmbedding(cfg.head_dim, cfg.rope_base) if cfg.pos == "rope" else None
+        self.rope = (
+            RotaryEmbedding(cfg.head_dim, cfg.rope_base, cfg.rope_scaling)
+            if cfg.pos == "rope"
+            else None
+        )
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = make_norm(cfg.norm, cfg.d_model, cfg.bias, cfg.norm_eps)
