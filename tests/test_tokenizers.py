@@ -137,3 +137,38 @@ def test_multirun_sweeps_vocab_size(tmp_path: Path, trained: tuple[Path, list[st
     # The last job wins the shared output path; its vocabulary is the last value.
     stats = json.loads((trained[0] / "bpe" / "tokenizer_stats.json").read_text())
     assert stats["vocab_size"] <= 350
+
+
+def test_a_published_tokenizer_is_fetched_measured_and_encoded(
+    trained: tuple[Path, list[str]], bpe_json: Path, tmp_path: Path
+) -> None:
+    """``tokenizers.<name>: pretrained`` with a directory (a hub id is resolved through the
+    Hugging Face cache the same way): fetched instead of trained, measured like ours, and
+    its shards encoded with its own end-of-text token; a token it lacks is named."""
+    from transformers import PreTrainedTokenizerFast
+
+    published = tmp_path / "published"
+    PreTrainedTokenizerFast(
+        tokenizer_file=str(bpe_json), eos_token="<|endoftext|>"
+    ).save_pretrained(published)
+    root, overrides = trained
+    extra = [
+        "+tokenizer@tokenizers.pub=pretrained",
+        f"tokenizers.pub.name={published}",
+        "+only=pub",
+    ]
+    for script in ("train_tokenizer", "encode"):
+        result = run_stage(script, *overrides, *extra)
+        assert result.returncode == 0, result.stderr[-3000:]
+    fetched = Tokenizer.from_file(str(root / "pub" / "tokenizer.json"))
+    assert fetched.to_str() == Tokenizer.from_file(str(published / "tokenizer.json")).to_str()
+    stats = json.loads((root / "pub" / "tokenizer_stats.json").read_text())
+    assert stats["type"] == "pretrained" and stats["vocab_size"] == fetched.get_vocab_size()
+    assert stats["bytes_per_token"] > 1.0 and stats["unk_rate"] == 0
+    meta = json.loads((root.parent / "tokens" / "pub" / "meta.json").read_text())
+    assert meta["separator_id"] == fetched.token_to_id("<|endoftext|>")
+    missing = run_stage(
+        "train_tokenizer", *overrides, *extra, "tokenizers.pub.eot_token='<|end_of_text|>'"
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "'<|end_of_text|>' is not a token of" in missing.stderr

@@ -1,4 +1,5 @@
-"""Stage 2 — train each configured tokenizer on the train split and measure it on validation."""
+"""Stage 2 — train each configured tokenizer on the train split (or fetch a published one,
+``type: pretrained``) and measure it on validation."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from llmworks.errors import LlmworksError
 from llmworks.io import scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+from llmworks.tokenization.pretrained import PretrainedSpec, fetch, unk_token
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 
@@ -37,9 +39,20 @@ def selected_tokenizers(cfg: DictConfig) -> list[str]:
     return wanted
 
 
-def spec_from_config(node: DictConfig, name: str) -> TokenizerSpec:
-    """The typed spec of ``tokenizers.<name>``."""
-    return typed(TokenizerSpec, node, f"tokenizers.{name}")
+Spec = TokenizerSpec | PretrainedSpec
+
+
+def spec_from_config(node: DictConfig, name: str) -> Spec:
+    """The typed spec of ``tokenizers.<name>``: trained, or published (``type: pretrained``)."""
+    cls = PretrainedSpec if node.get("type") == "pretrained" else TokenizerSpec
+    return typed(cls, node, f"tokenizers.{name}")
+
+
+def make_tokenizer(spec: Spec, name: str, train: datasets.Dataset) -> Tokenizer:
+    """Train the tokenizer a spec describes, or fetch the published one it names."""
+    if isinstance(spec, PretrainedSpec):
+        return fetch(spec, f"tokenizers.{name}")
+    return train_tokenizer(spec, train)
 
 
 def batch_iterator(split: datasets.Dataset, batch_size: int = 1000) -> Iterator[list[str]]:
@@ -79,9 +92,10 @@ def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
     return tok
 
 
-def tokenizer_stats(tok: Tokenizer, texts: datasets.Dataset, spec: TokenizerSpec) -> dict[str, Any]:
+def tokenizer_stats(tok: Tokenizer, texts: datasets.Dataset, spec: Spec) -> dict[str, Any]:
     """Compression and coverage on held-out text, comparable across tokenizer types."""
-    unk_id = tok.token_to_id(spec.unk_token)
+    unk = unk_token(tok) if isinstance(spec, PretrainedSpec) else spec.unk_token
+    unk_id = tok.token_to_id(unk) if unk is not None else None
     n_tokens = n_bytes = n_words = n_unk = 0
     used: set[int] = set()
     for batch in batch_iterator(texts):
@@ -112,7 +126,7 @@ def tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     for name in selected_tokenizers(cfg):
         spec = spec_from_config(cfg.tokenizers[name], name)
         start = time.perf_counter()
-        tok = train_tokenizer(spec, corpus["train"])
+        tok = make_tokenizer(spec, name, corpus["train"])
         seconds = time.perf_counter() - start
         stats = tokenizer_stats(tok, corpus["validation"], spec)
         stats["train_seconds"] = round(seconds, 3)
@@ -130,7 +144,8 @@ def tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
                 cfg,
                 {"corpus": ("dataset", paths.corpus_dataset)},
                 {f"tokenizer-{name}": ("tokenizer", paths.tokenizer(name))},
-                {"tokenizer": spec.type, "vocab_size": stats["vocab_size"]},
+                {"tokenizer": spec.type, "vocab_size": stats["vocab_size"]}
+                | ({"name": spec.name} if isinstance(spec, PretrainedSpec) else {}),
             )
         log.info("tokenizer %s: %s", name, stats)
         results[name] = stats
