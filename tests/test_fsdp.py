@@ -55,7 +55,9 @@ def test_fsdp_trains_like_ddp_and_saves_the_full_model(family, monitor, data, tm
         from llmworks.families.gpt.model import GPT
         from llmworks.families.gpt.module import NextTokenScores
 
-        dm = WindowDataModule(data / "tokens" / "bpe", None, 32, WindowDataConfig(4, 8, 0), 1337)
+        dm = WindowDataModule(
+            data / "tokens" / "bpe", None, 32, WindowDataConfig(4, 8, 0, None), 1337
+        )
         dm.setup("fit")
         loader = dm.val_dataloader()
         scores = NextTokenScores(None, moe=False)

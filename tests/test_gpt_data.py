@@ -24,7 +24,9 @@ class FakeTrainer:
 
 
 def datamodule(root, rank=0, world=1, **kw) -> WindowDataModule:
-    data = WindowDataConfig(batch_size=4, val_windows=kw.pop("val_windows", 10), num_workers=0)
+    data = WindowDataConfig(
+        batch_size=4, val_windows=kw.pop("val_windows", 10), num_workers=0, seq_len=None
+    )
     dm = WindowDataModule(root, None, kw.pop("block_size", 16), data, seed=3)
     dm.trainer = FakeTrainer(rank, world)
     dm.setup("fit")

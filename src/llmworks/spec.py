@@ -5,7 +5,7 @@ report -- learns about families. It never names one.
 A family is one folder, ``llmworks/families/<name>/``, as in torchtitan: ``model.py`` (the
 model, a page), ``data.py`` (its batches), ``module.py`` (the ``LightningModule`` and
 ``build``), ``hf.py`` (to and from Hugging Face), ``evaluate.py`` (its part of the evaluate
-stage, ``evaluate(rec)``) and ``__init__.py`` (``FAMILY``, its spec).
+stage, ``evaluate(rec)``) and ``spec.py`` (``FAMILY``, its spec).
 
 Which families the pipeline runs, and in which order (the order of the report's story), is
 the ``families`` map of the config: each family's config group (``conf/<name>/``) adds its
@@ -69,6 +69,8 @@ class Built:
     files: Mapping[str, Path] = field(default_factory=dict)
     # what it trains on, as W&B lineage: {artifact name: (type, path)}
     inputs: Mapping[str, tuple[str, Path]] = field(default_factory=dict)
+    # the Hugging Face checkpoint it continues (<family>.init_from), resolved to its files
+    base: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,8 @@ def names(cfg: DictConfig) -> list[str]:
 
 
 def family(name: str, known: list[str] | None = None) -> Family:
-    """The spec of family ``name`` (``llmworks.families.<name>.FAMILY``); ``known`` names the
-    configured families for the message when ``name`` is none of them."""
+    """The spec of family ``name`` (``llmworks.families.<name>.spec.FAMILY``); ``known`` names
+    the configured families for the message when ``name`` is none of them."""
     return _import(name, known).FAMILY
 
 
@@ -131,10 +133,14 @@ def _import(name: str, known: list[str] | None) -> Any:
     if known is not None and name not in known:
         raise LlmworksError(f"family={name!r}: expected one of {known}")
     try:
-        return importlib.import_module(f"{PACKAGE}.{name}")
+        return importlib.import_module(f"{PACKAGE}.{name}.spec")
     except ModuleNotFoundError as exc:
-        if exc.name not in (f"{PACKAGE}.{name}", name):
-            raise
-        raise LlmworksError(
-            f"family={name!r}: no folder llmworks/families/{name}/ (configured: {known})"
-        ) from exc
+        if exc.name in (f"{PACKAGE}.{name}", name):
+            raise LlmworksError(
+                f"family={name!r}: no folder llmworks/families/{name}/ (configured: {known})"
+            ) from exc
+        if exc.name == f"{PACKAGE}.{name}.spec":
+            raise LlmworksError(
+                f"family={name!r}: llmworks/families/{name}/ has no spec.py (FAMILY = Family(...))"
+            ) from exc
+        raise

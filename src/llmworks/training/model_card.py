@@ -5,12 +5,15 @@ result, from which config, and how to load it. Written with ``huggingface_hub``'
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llmworks.spec import CardSpec
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, not a local path
 
 
 def write_card(
@@ -23,8 +26,10 @@ def write_card(
     tokenizer: str | None,
     metrics: dict[str, Any],
     config: dict[str, Any],
+    base_model: str | None = None,
 ) -> Path:
-    """``<out_dir>/README.md``."""
+    """``<out_dir>/README.md``; ``base_model`` is the checkpoint training continued from
+    (a hub id goes into the card's metadata, where the Hub links it)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(
@@ -33,7 +38,9 @@ def write_card(
         pipeline_tag=spec.pipeline_tag,
         model_name=f"llmworks {title} ({experiment})",
         tags=["llmworks", "dvc", "pytorch-lightning"],
+        base_model=base_model if _is_hub_id(base_model) else None,
     )
+    continued = f"\n- **Continued from**: `{base_model}`" if base_model else ""
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if v is not None)
     source = ", ".join(f"{k}={v}" for k, v in corpus.items() if v not in (None, "", []))
     text = f"""---
@@ -47,7 +54,7 @@ the language-model story, word vectors to Transformers (PyTorch Lightning, track
 
 - **Corpus**: {source}
 - **Tokenizer**: {tokenizer or "words of the corpus"} (its `tokenizer.json` sits in this
-  directory)
+  directory){continued}
 - **Parameters**: {_fmt(metrics.get("params"))}; **steps**: {_fmt(metrics.get("steps"))}
 
 ## Results at the end of training (validation split)
@@ -83,3 +90,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def _is_hub_id(source: str | None) -> bool:
+    return bool(source) and bool(_HUB_ID.fullmatch(source)) and not Path(source).exists()

@@ -148,6 +148,7 @@ def save_artifacts(
                     family.name: OmegaConf.to_container(section, resolve=True),
                     "seed": cfg.seed,
                 },
+                base_model=str(section.get("init_from") or "") or None,
             )
         replace_dir(staged, out)
     return out

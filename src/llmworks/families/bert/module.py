@@ -19,7 +19,10 @@ from omegaconf import DictConfig
 from llmworks.config import typed
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
+from llmworks.families.bert.hf import from_hf
 from llmworks.families.bert.model import Bert, BertConfig
+from llmworks.models import checkpoints
+from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
@@ -58,10 +61,13 @@ class MaskedLMScores(TokenMeans):
 
 
 class MLMModule(ScoredModule):
-    def __init__(self, config: BertConfig, optim: OptimConfig, mask_rate: float):
+    def __init__(
+        self, config: BertConfig, optim: OptimConfig, mask_rate: float, model: Bert | None = None
+    ):
+        """``model``: weights to start from (an imported checkpoint); else a new ``Bert``."""
         super().__init__()
         self.save_hyperparameters({"model": asdict(config), "optim": asdict(optim)})
-        self.model = Bert(config)
+        self.model = model if model is not None else Bert(config)
         # without a next-sentence objective nothing trains the [CLS] pooler: freeze it so DDP
         # does not wait for its gradients (a downstream fine-tune unfreezes it)
         self.model.pooler.requires_grad_(False)
@@ -100,25 +106,40 @@ def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:
+    """BERT's data and module from ``cfg.bert``: a new model of ``bert.model``, or, with
+    ``bert.init_from``, a Hugging Face checkpoint's model and weights (its config replaces
+    ``bert.model``; the shards must be encoded with its tokenizer)."""
     b = cfg.bert
     tok_json = paths.trained_tokenizer(str(b.tokenizer))
     data = data_module(cfg, paths, tok_json)
-    config = typed(
-        BertConfig, b.model, "bert.model", vocab_size=data.vocab_size, pad_id=data.ids["pad"]
-    )
+    model, base, data_id = None, None, data.shards.fingerprint
+    inputs = {
+        f"tokens-{b.tokenizer}": ("dataset", data.shards.root),
+        f"tokenizer-{b.tokenizer}": ("tokenizer", tok_json),
+    }
+    if b.init_from:
+        where = f"bert.init_from={b.init_from}"
+        model, base = from_hf(str(b.init_from), where=where)
+        model.train()  # from_hf returns it ready for inference; dropout must act here
+        check_tokenizer(base, tok_json, model.config.vocab_size, where, str(b.tokenizer))
+        config, data_id = model.config, f"{data_id}/{checkpoints.fingerprint(base)}"
+        inputs["base-model"] = ("model", base)
+    else:
+        config = typed(
+            BertConfig, b.model, "bert.model", vocab_size=data.vocab_size, pad_id=data.ids["pad"]
+        )
     if data.cfg.max_seq_len > config.max_seq_len:
         raise LlmworksError(
             f"bert.data.max_seq_len={data.cfg.max_seq_len} exceeds the model's "
             f"position table bert.model.max_seq_len={config.max_seq_len}"
         )
-    module = MLMModule(config, typed(OptimConfig, b.optim, "bert.optim"), data.cfg.mask_rate)
+    optim = typed(OptimConfig, b.optim, "bert.optim")
+    module = MLMModule(config, optim, data.cfg.mask_rate, model)
     return Built(
         module,
         data,
-        data_id=data.shards.fingerprint,
+        data_id=data_id,
         files={TOKENIZER_FILE: tok_json},
-        inputs={
-            f"tokens-{b.tokenizer}": ("dataset", data.shards.root),
-            f"tokenizer-{b.tokenizer}": ("tokenizer", tok_json),
-        },
+        inputs=inputs,
+        base=base,
     )

@@ -58,6 +58,11 @@ class WindowDataConfig:
     batch_size: int  # windows per batch and process
     val_windows: int  # fixed validation windows, evenly spread over the split
     num_workers: int  # DataLoader worker processes
+    seq_len: int | None  # tokens per window; None: the model's block_size (its longest)
+
+    def window(self, block_size: int) -> int:
+        """The window length for a model reading at most ``block_size`` tokens."""
+        return min(self.seq_len or block_size, block_size)
 
 
 class WindowDataModule(L.LightningDataModule):
@@ -92,8 +97,8 @@ class WindowDataModule(L.LightningDataModule):
         if n < 1:
             raise LlmworksError(
                 f"{self.shards_root}: the {split} split has {len(tokens)} tokens, fewer than "
-                f"block_size + 1 = {self.block_size + 1}; lower gpt.model.block_size or use a "
-                "larger corpus"
+                f"block_size + 1 = {self.block_size + 1}; lower gpt.data.seq_len (or "
+                "gpt.model.block_size) or use a larger corpus"
             )
         starts = np.arange(n, dtype=np.int64) * self.block_size
         if limit is not None and n > limit:  # evenly spread, fixed for the whole run

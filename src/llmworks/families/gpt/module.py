@@ -18,7 +18,10 @@ from omegaconf import DictConfig
 from llmworks.config import typed
 from llmworks.data.shards import TextPerToken, open_shards
 from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+from llmworks.families.gpt.hf import from_hf
 from llmworks.families.gpt.model import GPT, GPTConfig
+from llmworks.models import checkpoints
+from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
@@ -61,10 +64,12 @@ class CausalLM(ScoredModule):
         optim: OptimConfig,
         text: TextPerToken | None,
         compile: bool,
+        model: GPT | None = None,
     ):
+        """``model``: weights to start from (an imported checkpoint); else a new ``GPT``."""
         super().__init__()
         self.save_hyperparameters({"model": asdict(config), "optim": asdict(optim)})
-        self.model = GPT(config)
+        self.model = model if model is not None else GPT(config)
         self.optim = optim
         self.compile_model = compile
         # text per token of the validation split, for val_bpb and val_word_ppl
@@ -90,7 +95,7 @@ class CausalLM(ScoredModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         _, loss = self.model(x, y)
-        self.flops_per_batch = self.model.flops_per_token() * x.numel()
+        self.flops_per_batch = self.model.flops_per_token(x.shape[1]) * x.numel()
         self.log("train_loss", loss, prog_bar=True)
         if self.config.mlp == "moe":
             aux = self.model.aux_loss()
@@ -103,30 +108,42 @@ class CausalLM(ScoredModule):
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:
+    """GPT's data and module from ``cfg.gpt``: a new model of ``gpt.model``, or, with
+    ``gpt.init_from``, a Hugging Face checkpoint's model and weights (its config replaces
+    ``gpt.model``; the shards must be encoded with its tokenizer)."""
     g = cfg.gpt
     tok_json = paths.trained_tokenizer(str(g.tokenizer))
     shards = open_shards(paths.tokens(str(g.tokenizer)), tok_json)
-    config = typed(GPTConfig, g.model, "gpt.model", vocab_size=shards.vocab_size)
+    model, base, data_id = None, None, shards.fingerprint
+    inputs = {
+        f"tokens-{g.tokenizer}": ("dataset", shards.root),
+        f"tokenizer-{g.tokenizer}": ("tokenizer", tok_json),
+    }
+    if g.init_from:
+        where = f"gpt.init_from={g.init_from}"
+        model, base = from_hf(str(g.init_from), where=where)
+        model.train()  # from_hf returns it ready for inference; dropout must act here
+        check_tokenizer(base, tok_json, model.config.vocab_size, where, str(g.tokenizer))
+        config, data_id = model.config, f"{data_id}/{checkpoints.fingerprint(base)}"
+        inputs["base-model"] = ("model", base)
+    else:
+        config = typed(GPTConfig, g.model, "gpt.model", vocab_size=shards.vocab_size)
+    data_cfg = typed(WindowDataConfig, g.data, "gpt.data")
     data = WindowDataModule(
-        shards.root,
-        tok_json,
-        config.block_size,
-        typed(WindowDataConfig, g.data, "gpt.data"),
-        int(cfg.seed),
+        shards.root, tok_json, data_cfg.window(config.block_size), data_cfg, int(cfg.seed)
     )
     module = CausalLM(
         config,
         typed(OptimConfig, g.optim, "gpt.optim"),
         shards.text_per_token("validation"),
         bool(g.compile),
+        model,
     )
     return Built(
         module,
         data,
-        data_id=shards.fingerprint,
+        data_id=data_id,
         files={TOKENIZER_FILE: tok_json},
-        inputs={
-            f"tokens-{g.tokenizer}": ("dataset", shards.root),
-            f"tokenizer-{g.tokenizer}": ("tokenizer", tok_json),
-        },
+        inputs=inputs,
+        base=base,
     )
