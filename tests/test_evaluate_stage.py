@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+import math
 import random
 from pathlib import Path
 
@@ -172,3 +173,40 @@ def test_eval_device_resolves_auto_and_rejects_what_torch_cannot_use() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(LlmworksError, match="no CUDA device"):
             eval_device("cuda")
+
+
+def test_published_models_are_scored_beside_ours(tokenized: Path, tmp_path: Path) -> None:
+    """``evaluate.references``: a causal LM and a masked LM (local directories here; hub ids
+    resolve through the cache the same way), each scored on the test split with its own
+    tokenizer by our scorers; one that cannot be read is skipped with its reason."""
+    from tiny import hf_checkpoint
+
+    root = tokenized
+    tokenizers = root / "data" / "tokenizers"
+    causal, masked = tmp_path / "causal", tmp_path / "masked"
+    hf_checkpoint("llama", causal, vocab=300, tokenizer=tokenizers / "bpe" / "tokenizer.json")
+    hf_checkpoint("bert", masked, vocab=200, tokenizer=tokenizers / "wordpiece" / "tokenizer.json")
+    out = tmp_path / "out"
+    refs = f"evaluate.references=[{causal},{masked},{tmp_path / 'nothing'}]"
+    args = [*_overrides(root, root / "docs.jsonl"), refs, f"paths.metrics={out / 'metrics'}",
+            f"paths.report={out / 'report'}"]  # fmt: skip
+    result = run_stage("evaluate", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((out / "metrics" / "evaluation.json").read_text())
+    ours = metrics["references"]
+    assert set(ours) == {str(causal), str(masked)}
+    assert ours[str(causal)]["test_bpb"] > 0 and ours[str(causal)]["test_tokens"] > 0
+    # the same definition as ours: the loss in bits over the bytes per token of the test
+    # split as the reference's tokenizer cuts it (each document ended by its end-of-text)
+    import datasets
+    from tokenizers import Tokenizer
+
+    texts = datasets.load_from_disk(str(root / "data" / "corpus" / "dataset"))["test"]["text"]
+    tok = Tokenizer.from_file(str(causal / "tokenizer.json"))
+    n_tokens = sum(len(tok.encode(t, add_special_tokens=False).ids) + 1 for t in texts)
+    per_token = sum(len(t.encode()) for t in texts) / n_tokens
+    want = ours[str(causal)]["test_loss"] / math.log(2) / per_token
+    assert ours[str(causal)]["test_bpb"] == pytest.approx(want, rel=1e-6)
+    assert 0 <= ours[str(masked)]["test_mlm_acc"] <= 1 and ours[str(masked)]["test_tokens"] > 0
+    skipped = json.loads((out / "report" / "assets" / "skipped.json").read_text())
+    assert f"reference {tmp_path / 'nothing'}" in skipped

@@ -81,6 +81,10 @@ class FamilyEvaluation(Protocol):
         """Measure the family's trained model and record what it found; raising
         ``LlmworksError`` skips the part with that reason."""
 
+    # A family that can score published models of its kind (``evaluate.references``) also
+    # has ``REFERENCE_TYPES`` (the transformers ``model_type``s it imports) and
+    # ``score_reference(rec, source, path) -> metrics``, its test figures for that model.
+
 
 class Evaluation:
     """The evaluate stage's recorder (see ``Recorder``)."""

@@ -3,7 +3,8 @@ and compared on one task -- a list of parts, each recorded through one ``Evaluat
 
 The parts, in the report's order: the tokenizers (``tokenizers.py``), the training curves
 (``training_curves.py``), each model family's own ``evaluate(rec)`` (``llmworks/families/
-<name>/evaluate.py``, in the order of the config's ``families``), and the comparison of every
+<name>/evaluate.py``, in the order of the config's ``families``), the published reference
+models (``references.py``, ``evaluate.references``) and the comparison of every
 representation the families offered (``representations.py``). A part that cannot be
 evaluated (a model not trained, artifacts that do not fit together) is skipped with a warning
 and its reason in ``assets/skipped.json``, which the report lists; so the stage also works on
@@ -31,6 +32,7 @@ from omegaconf import DictConfig
 from llmworks.corpus.prepare import load_corpus
 from llmworks.errors import LlmworksError
 from llmworks.evaluation.recorder import Evaluation, FamilyEvaluation
+from llmworks.evaluation.references import references
 from llmworks.evaluation.representations import compare_representations
 from llmworks.evaluation.tokenizers import tokenizers
 from llmworks.evaluation.trained import is_trained
@@ -65,6 +67,7 @@ def evaluate_stage(cfg: DictConfig) -> dict[str, Any]:
         rec.run("training", "Training", partial(training, families=configured))
         for f in specs:
             rec.run(f.name, f.title, parts[f.name].evaluate)
+        rec.run("references", "Published models", partial(references, parts=parts))
         rec.run(
             "representations",
             "Representations compared",

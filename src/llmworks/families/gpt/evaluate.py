@@ -4,17 +4,23 @@ representation to compare. Its settings are ``evaluate.gpt`` (``conf/gpt/default
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from datasets import DatasetDict
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.data.encode import encode_corpus
+from llmworks.errors import LlmworksError
 from llmworks.evaluation.attention import attention_figure
 from llmworks.evaluation.embedders import transformer_embedder
 from llmworks.evaluation.recorder import Recorder
-from llmworks.evaluation.scoring import record_test_scores
+from llmworks.evaluation.scoring import record_test_scores, score_batches
 from llmworks.evaluation.trained import load_model
 from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+from llmworks.families.gpt.hf import CLASSES, from_hf
 from llmworks.families.gpt.model import GPT
 from llmworks.families.gpt.module import NextTokenScores
 from llmworks.generation import complete
@@ -46,11 +52,12 @@ def evaluate(rec: Recorder) -> None:
     """Test-split scores, samples from fixed prompts, attention maps and mean-pooled states."""
     model, tok = load_model(rec, GPT, "gpt")
     g = rec.cfg.gpt
+    data_cfg = typed(WindowDataConfig, g.data, "gpt.data")
     data = WindowDataModule(
         rec.paths.tokens(str(g.tokenizer)),
         rec.paths.model("gpt") / TOKENIZER_FILE,
-        model.config.block_size,
-        typed(WindowDataConfig, g.data, "gpt.data"),
+        data_cfg.window(model.config.block_size),
+        data_cfg,
         int(rec.cfg.seed),
     )
     scores = NextTokenScores(data.text_per_token("test"), moe=model.config.mlp == "moe")
@@ -88,3 +95,47 @@ def samples(rec: Recorder, model: GPT, tokenizer, s: SampleConfig) -> None:
     shown = {k: v for k, v in asdict(s).items() if k != "prompts"}
     write_json(rec.assets / SAMPLES_FILE, {"settings": shown, "samples": rows})
     rec.samples("gpt_samples", shown, rows)
+
+
+# ----------------------------------------------------------------------------- references
+
+REFERENCE_TYPES = tuple(CLASSES)
+
+
+def score_reference(rec: Recorder, source: str, path: Path) -> dict[str, float]:
+    """A published causal LM's test figures: the test split encoded with its own tokenizer
+    (each document ended by its end-of-text token, as our shards are), cut into windows as
+    long as ours (``gpt.data``), scored by our scorer: bits per byte and word perplexity
+    compare with ours whatever the tokenizer."""
+    model, _ = from_hf(path, where=f"evaluate.references {source}")
+    tok_json = _tokenizer_file(path, source)
+    eot = _end_of_text(path)
+    data_cfg = typed(WindowDataConfig, rec.cfg.gpt.data, "gpt.data")
+    window = min(data_cfg.window(int(rec.cfg.gpt.model.block_size)), model.config.block_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        tokens = Path(tmp) / "tokens"
+        encode_corpus(DatasetDict({"test": rec.corpus["test"]}), tok_json, tokens, eot, 1000)
+        data = WindowDataModule(tokens, tok_json, window, data_cfg, int(rec.cfg.seed))
+        scores = NextTokenScores(data.text_per_token("test"), moe=model.config.mlp == "moe")
+        limit = rec.cfg.evaluate.max_test_batches
+        results = score_batches(
+            model.to(rec.device), scores, data.test_dataloader(), limit, rec.device
+        )
+    return {f"test_{k}": v for k, v in results.items()}
+
+
+def _tokenizer_file(path: Path, source: str) -> Path:
+    tok_json = path / TOKENIZER_FILE
+    if not tok_json.is_file():
+        raise LlmworksError(f"evaluate.references {source}: no {TOKENIZER_FILE} in {path}")
+    return tok_json
+
+
+def _end_of_text(path: Path) -> str:
+    """The token a published causal LM ends a document with (its tokenizer's EOS)."""
+    from transformers import AutoTokenizer
+
+    eos = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False).eos_token
+    if eos is None:
+        raise LlmworksError(f"{path}: its tokenizer names no end-of-text (eos) token")
+    return eos
