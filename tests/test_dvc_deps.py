@@ -95,9 +95,9 @@ def by_name(stage: str, key: str | None) -> list[str]:
     ``.evaluation``): the training stage its family, the evaluate stage every family with
     its evaluation."""
     if stage == "train":
-        return [f"llmworks.families.{key}"]
+        return [f"llmworks.families.{key}.spec"]
     if stage == "evaluate":
-        return [f"llmworks.families.{n}{part}" for n in FAMILIES for part in ("", ".evaluate")]
+        return [f"llmworks.families.{n}.{part}" for n in FAMILIES for part in ("spec", "evaluate")]
     return []
 
 

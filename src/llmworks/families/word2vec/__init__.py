@@ -1,38 +1,4 @@
 """The Word2Vec family: skip-gram or CBOW with negative sampling on the words of the corpus
 (``model.py``, ``pairs.py``, ``vocab.py``, ``data.py``, ``module.py``), exported in the word2vec
 C tool's formats (``vectors.py``) and measured on word-similarity and analogy benchmarks
-(``benchmarks.py``, ``evaluate.py``)."""
-
-from __future__ import annotations
-
-from llmworks.families.word2vec.module import LOGGED_LR, build
-from llmworks.families.word2vec.vectors import export
-from llmworks.spec import CardSpec, Family
-from llmworks.training.callbacks import TOKENS_PER_S_PER_DEVICE
-
-FAMILY = Family(
-    name="word2vec",
-    title="Word2Vec",
-    build=build,
-    monitor="val_loss",
-    metrics=("val_loss",),
-    plots={
-        "train": {
-            "train_loss": "train_loss",
-            "lr": LOGGED_LR,
-            "words_per_s_per_device": TOKENS_PER_S_PER_DEVICE,
-        },
-        "val": {"val_loss": "val_loss"},
-    },
-    divergence_hint="lower word2vec.optim.alpha (the starting learning rate)",
-    export=export,
-    card=CardSpec(
-        pipeline_tag="feature-extraction",
-        library="gensim",
-        how_to_load=(
-            "from gensim.models import KeyedVectors\n\n"
-            'vectors = KeyedVectors.load_word2vec_format("{path}/vectors.bin", binary=True)\n'
-            'print(vectors.most_similar("king"))'
-        ),
-    ),
-)
+(``benchmarks.py``, ``evaluate.py``). Its ``Family`` spec is ``spec.py``."""
