@@ -60,6 +60,11 @@ CASES = [
     Case("a GPU asked on a machine without one", "train", ("family=gpt", "trainer=gpu"), "gpu"),
     Case("num_nodes without a launcher", "train", ("family=gpt", "trainer.num_nodes=2"), "one process per node"),
     Case("unknown logger.mode", "prepare_corpus", ("logger.mode=onlin",), "logger.mode='onlin'"),
+    Case("checkpoint of an architecture we do not import", "generate", ("checkpoint={files}/neox",), "not a causal LM we import; supported:"),
+    Case("checkpoint option we do not compute (YaRN rope)", "generate", ("checkpoint={files}/yarn",), "rope type 'yarn' is not supported"),
+    Case("tokenizer other than the checkpoint's", "train", ("family=gpt", "gpt.init_from={files}/llama"), "embedding rows, but tokenizer bpe"),
+    Case("hub id neither cached nor reachable", "generate", ("checkpoint=nobody/no-such-model",), "hf download nobody/no-such-model"),
+    Case("pickled .bin that is more than tensors", "generate", ("checkpoint={files}/pickled",), "refused to load it as plain tensors"),
     Case("diverging training (lr 1e6)", "train", ("family=gpt", "gpt.optim.lr=1e6"), "training diverged"),
     Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
          {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),
@@ -79,7 +84,30 @@ def write_bad_files(folder: Path) -> Path:
     )
     (folder / "body.jsonl").write_text('{"body": "a"}\n{"body": "b"}\n', encoding="utf-8")
     (folder / "huge.txt").write_text("word " * 1_000_000, encoding="utf-8")  # 5 MB, one line
+    write_bad_checkpoints(folder)
     return folder
+
+
+def write_bad_checkpoints(folder: Path) -> None:
+    """Hugging Face checkpoints we refuse: another architecture, an option we do not compute,
+    a pickle that holds more than tensors; and a sound Llama of 300 tokens."""
+    import argparse
+
+    import transformers as tf
+    from tiny import hf_checkpoint
+
+    shape = dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                 num_attention_heads=2, vocab_size=300)  # fmt: skip
+    tf.GPTNeoXForCausalLM(tf.GPTNeoXConfig(**shape)).save_pretrained(folder / "neox")
+    yarn = {"rope_type": "yarn", "rope_theta": 1e4, "factor": 4.0}
+    tf.LlamaForCausalLM(tf.LlamaConfig(rope_parameters=yarn, **shape)).save_pretrained(
+        folder / "yarn"
+    )
+    hf_checkpoint("llama", folder / "llama", vocab=260)  # fewer rows than any BPE has tokens
+    pickled = folder / "pickled"
+    tf.LlamaConfig(**shape).save_pretrained(pickled)
+    torch.save({"model.embed_tokens.weight": argparse.Namespace(code="not a tensor")},
+               pickled / "pytorch_model.bin")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
