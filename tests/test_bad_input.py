@@ -32,6 +32,9 @@ class Case:
 
 
 FAKE_KEY = "f" * 40
+# a sound pair task (the workspace's data/task) and the bad ones beside it
+TASK = ("task=local", "task.data_files={train:{files}/task/train.csv,test:{files}/task/test.csv}",
+        "task.text_field=sentence1", "task.text_pair_field=sentence2")  # fmt: skip
 CASES = [
     Case("missing file", "prepare_corpus", ("corpus.data_files={files}/nope.txt",), "no file matches"),
     Case("glob matching nothing", "prepare_corpus", ("corpus.data_files={files}/*.nothing",), "no file matches"),
@@ -65,6 +68,11 @@ CASES = [
     Case("tokenizer other than the checkpoint's", "train", ("family=gpt", "gpt.init_from={files}/llama"), "embedding rows, but tokenizer bpe"),
     Case("hub id neither cached nor reachable", "generate", ("checkpoint=nobody/no-such-model",), "hf download nobody/no-such-model"),
     Case("pickled .bin that is more than tensors", "generate", ("checkpoint={files}/pickled",), "refused to load it as plain tensors"),
+    Case("task: label column missing", "prepare_task", (*TASK, "task.label_field=category"), "task.label_field='category' is not a column"),
+    Case("task: a label seen only in the test split", "prepare_task", ("task=local", "task.data_files={train:{files}/task/train.csv,validation:{files}/task/train.csv,test:{files}/task/unseen.csv}", "task.text_field=sentence1"), "appears in the test split"),
+    Case("task with one class", "prepare_task", ("task=local", "task.data_files={train:{files}/task/one_class.csv}", "task.text_field=sentence1"), "a single label"),
+    Case("task: an empty split", "prepare_task", ("task=local", "task.data_files={train:{files}/task/train.csv,validation:{files}/task/train.csv,test:{files}/task/empty.csv}", "task.text_field=sentence1"), "the test split holds no examples"),
+    Case("text pairs for a model that reads one text", "finetune", ("finetune.models=[gpt]",), "has text pairs"),
     Case("diverging training (lr 1e6)", "train", ("family=gpt", "gpt.optim.lr=1e6"), "training diverged"),
     Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
          {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),
@@ -86,6 +94,19 @@ def write_bad_files(folder: Path) -> Path:
     (folder / "huge.txt").write_text("word " * 1_000_000, encoding="utf-8")  # 5 MB, one line
     write_bad_checkpoints(folder)
     return folder
+
+
+def write_task_files(folder: Path) -> None:
+    """A sound paraphrase-like pair task, and tasks that cannot be learned."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [f"sentence {i} about {'rivers' if i % 2 else 'music'},sentence {i + 1},{'yes' if i % 2 else 'no'}"
+            for i in range(40)]  # fmt: skip
+    header = "sentence1,sentence2,label\n"
+    (folder / "train.csv").write_text(header + "\n".join(rows[:30]) + "\n", encoding="utf-8")
+    (folder / "test.csv").write_text(header + "\n".join(rows[30:]) + "\n", encoding="utf-8")
+    (folder / "unseen.csv").write_text(header + "a,b,maybe\n", encoding="utf-8")
+    (folder / "one_class.csv").write_text(header + "a,b,yes\nc,d,yes\ne,f,yes\n", encoding="utf-8")
+    (folder / "empty.csv").write_text(header, encoding="utf-8")
 
 
 def write_bad_checkpoints(folder: Path) -> None:
@@ -116,8 +137,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]
 
 
 def make_workspace(root: Path) -> tuple[Path, list[str], Path]:
-    """A workspace that ran corpus, tokenizers, encode and the smoke GPT and BERT: what a
-    failing run must leave intact. Returns it, the overrides that point at it, and a folder
+    """A workspace that ran corpus, tokenizers, encode, the smoke GPT and BERT and prepared a
+    pair task: what a failing run must leave intact. Returns it, the overrides that point at it, and a folder
     of bad files."""
     from conftest import SAMPLE_PARAGRAPHS
 
@@ -127,16 +148,20 @@ def make_workspace(root: Path) -> tuple[Path, list[str], Path]:
         paras = [f"{p} Part {f}-{i}." for i, p in enumerate(SAMPLE_PARAGRAPHS * 4)]
         (corpus / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
     base = stage_overrides(None, root, *local_corpus_overrides(corpus), "gpt=smoke", "bert=smoke")
+    files = root / "bad_files"
+    write_task_files(files / "task")
+    task = [a.replace("{files}", str(files)) for a in TASK]
     for stage, *extra in (
         ("prepare_corpus",),
         ("train_tokenizer",),
         ("encode",),
         ("train", "family=gpt"),
         ("train", "family=bert"),
+        ("prepare_task", *task),
     ):
         proc = run_stage(stage, *base, *extra, env={"WANDB_MODE": "disabled"})
         assert proc.returncode == 0, proc.stderr[-3000:]
-    return root, base, write_bad_files(root / "bad_files")
+    return root, base, write_bad_files(files)
 
 
 def snapshot(root: Path) -> dict[str, str]:

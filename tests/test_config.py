@@ -72,7 +72,16 @@ def test_dvc_stage_params_name_existing_keys() -> None:
             for entry in body.get("params", []):
                 dotted = entry if isinstance(entry, str) else next(iter(entry))
                 dotted = dotted.replace("${key}", str(key))
+                dotted = re.sub(r"\$\{([\w.]+)\}", lambda m: _lookup(params, m[1]), dotted)
                 node = params
                 for part in dotted.split("."):
                     assert part in node, f"stage {name}: params key {dotted!r} not in params.yaml"
                     node = node[part]
+
+
+def _lookup(params: dict, dotted: str) -> str:
+    """A value of params.yaml by its dotted key (what DVC interpolates into dvc.yaml)."""
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return str(node)

@@ -91,13 +91,16 @@ def _closure(names: list[str]) -> set[str]:
 
 
 def by_name(stage: str, key: str | None) -> list[str]:
-    """What a stage imports by name through the registry (``llmworks.spec.family`` and
-    ``.evaluation``): the training stage its family, the evaluate stage every family with
-    its evaluation."""
+    """What a stage imports by name through the registry (``llmworks.spec.family``,
+    ``.evaluation`` and ``.downstream``): the training stage its family, the evaluate stage
+    every family with its evaluation, the finetune stage every family's downstream part."""
     if stage == "train":
         return [f"llmworks.families.{key}.spec"]
     if stage == "evaluate":
         return [f"llmworks.families.{n}.{part}" for n in FAMILIES for part in ("spec", "evaluate")]
+    if stage == "finetune":  # llmworks.spec.downstream: every family that has the module
+        return [f"llmworks.families.{n}.downstream" for n in FAMILIES
+                if _module_file(f"llmworks.families.{n}.downstream")]  # fmt: skip
     return []
 
 

@@ -254,7 +254,13 @@ def _check_evaluation_and_report(repo: Path) -> None:
     index = repo / "report" / "index.html"
     text = index.read_text(encoding="utf-8")
     refs = re.findall(r"src='([^']+)'", text)
-    assert len(refs) == 5 and all((index.parent / r).is_file() for r in refs)
+    assert len(refs) == 7 and all((index.parent / r).is_file() for r in refs)
+    assert "assets/downstream_confusion.png" in refs
+    ft = json.loads((repo / "metrics" / "finetune.json").read_text())
+    assert {m: sorted(r) for m, r in ft.items() if m != "task"} == {
+        "bow_counts": ["probe"], "tfidf": ["probe"], "word2vec": ["probe"],
+        "bert": ["finetuned", "probe"], "gpt": ["finetuned", "probe"],
+    }  # fmt: skip
     assert all(s["completion"].strip() for s in samples)  # the model did write something
     assert html.escape(samples[0]["completion"]) in text
     assert json.loads((assets / "skipped.json").read_text()) == {}  # every part evaluated
@@ -263,4 +269,5 @@ def _check_evaluation_and_report(repo: Path) -> None:
     evaluate = [r for r in runs if r["job_type"] == "evaluate"]
     assert len(evaluate) == 1 and evaluate[0]["group"] == "smoke-e2e"
     assert evaluate[0]["summary"]["gpt/test_bpb"] == pytest.approx(ev["gpt"]["test_bpb"])
-    assert {r["job_type"] for r in runs} >= {"train@gpt", "train@bert", "train@word2vec"}
+    assert {r["job_type"] for r in runs} >= {"train@gpt", "train@bert", "train@word2vec",
+                                             "finetune@bert", "finetune@tfidf"}  # fmt: skip

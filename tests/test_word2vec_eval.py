@@ -23,7 +23,7 @@ from llmworks.families.word2vec.benchmarks import (
     neighbours,
     word_benchmarks,
 )
-from llmworks.families.word2vec.evaluate import average_word_vectors, averaged_vectors
+from llmworks.families.word2vec.vectors import average_word_vectors, averaged_vectors
 
 
 def _pairs(name: str) -> list[tuple[str, str, float]]:

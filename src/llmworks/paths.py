@@ -7,11 +7,17 @@ The roots come from ``paths`` in ``conf/config.yaml`` (relative to the working d
   (+ ``tokenizer_stats.json``), ``tokens/<name>/`` (token shards);
 - ``models/<family>/``: a trained model's artifacts, each directory self-contained
   (``model.safetensors`` + ``config.json``, its ``tokenizer.json``, exports);
+- ``data/task/``: the labelled task the finetune stage trains on (``dataset`` with
+  ``text``, ``label`` and maybe ``text_pair``; ``labels.json``, the label names);
+- ``models/finetuned/<family>/``: a fine-tuned classifier (its weights, tokenizer, labels and
+  Hugging Face export);
 - ``runs/<family>/``: the state of a training run that a rerun after a crash resumes from
   (``checkpoints/``, Lightning's CSV log, the W&B run id). Not a DVC output: DVC must not
   delete it before a rerun, and optimizer state does not belong in the DVC cache;
+  ``runs/finetune/<model>/`` likewise for each model of the finetune stage;
 - ``metrics/``: ``train/<family>.json`` and ``train/<family>_{train,val}.csv`` of every
-  training stage, ``evaluation.json`` of the evaluate stage;
+  training stage, ``finetune.json`` (+ ``finetune_predictions.json``) of the finetune stage,
+  ``evaluation.json`` of the evaluate stage;
 - ``report/``: ``assets/`` (figures, samples, sections) and ``index.html``.
 """
 
@@ -75,6 +81,11 @@ class Paths:
     def tokens(self, name: str) -> Path:
         return self.data / "tokens" / name
 
+    @property
+    def task(self) -> Path:
+        """The labelled task of the finetune stage (``prepare_task``)."""
+        return self.data / "task"
+
     # ------------------------------------------------------------------ models and runs
 
     def model(self, family: str) -> Path:
@@ -82,6 +93,14 @@ class Paths:
 
     def run(self, family: str) -> Path:
         return self.runs / family
+
+    @property
+    def finetuned(self) -> Path:
+        """Every fine-tuned classifier, ``finetuned/<family>/``."""
+        return self.models / "finetuned"
+
+    def finetune_run(self, model: str) -> Path:
+        return self.runs / "finetune" / model
 
     # ------------------------------------------------------------------ metrics and report
 
@@ -95,6 +114,15 @@ class Paths:
 
     def plot_csv(self, family: str, series: str) -> Path:
         return self.train_metrics_dir / f"{family}_{series}.csv"
+
+    @property
+    def finetune_metrics(self) -> Path:
+        return self.metrics / "finetune.json"
+
+    @property
+    def finetune_predictions(self) -> Path:
+        """Every model's test-split predictions (the report's confusion matrix)."""
+        return self.metrics / "finetune_predictions.json"
 
     @property
     def evaluation(self) -> Path:

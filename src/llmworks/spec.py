@@ -5,7 +5,9 @@ report -- learns about families. It never names one.
 A family is one folder, ``llmworks/families/<name>/``, as in torchtitan: ``model.py`` (the
 model, a page), ``data.py`` (its batches), ``module.py`` (the ``LightningModule`` and
 ``build``), ``hf.py`` (to and from Hugging Face), ``evaluate.py`` (its part of the evaluate
-stage, ``evaluate(rec)``) and ``spec.py`` (``FAMILY``, its spec).
+stage, ``evaluate(rec)``), ``spec.py`` (``FAMILY``, its spec) and, for a family whose
+representation a labelled task can use, ``downstream.py`` (its part of the finetune stage:
+features for a linear probe, and a classifier to fine-tune).
 
 Which families the pipeline runs, and in which order (the order of the report's story), is
 the ``families`` map of the config: each family's config group (``conf/<name>/``) adds its
@@ -127,6 +129,18 @@ def evaluation(name: str) -> ModuleType:
     says what it holds). Imported only by the evaluate stage, so a training stage never
     depends on evaluation."""
     return importlib.import_module(f"{PACKAGE}.{name}.evaluate")
+
+
+def downstream(name: str) -> ModuleType | None:
+    """Family ``name``'s part of the finetune stage, the module
+    ``llmworks.families.<name>.downstream`` (``llmworks.finetune.stage`` says what it holds),
+    or None for a family that offers nothing to a labelled task."""
+    try:
+        return importlib.import_module(f"{PACKAGE}.{name}.downstream")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{PACKAGE}.{name}.downstream":
+            return None
+        raise
 
 
 def _import(name: str, known: list[str] | None) -> Any:

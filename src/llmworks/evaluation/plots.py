@@ -139,3 +139,46 @@ def _save(fig, out: str | Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def plot_downstream(
+    scores: dict[str, dict[str, float]], chance: float, out: str | Path, task: str
+) -> Path:
+    """Grouped bars of test accuracy, one group per model, one bar per mode it ran."""
+    names = list(scores)
+    modes = list(dict.fromkeys(mode for s in scores.values() for mode in s))
+    fig, ax = plt.subplots(figsize=(1.5 * len(names) + 3, 3.8))
+    width = 0.8 / max(len(modes), 1)
+    x = np.arange(len(names))
+    for i, mode in enumerate(modes):
+        values = [scores[n].get(mode, np.nan) for n in names]
+        bars = ax.bar(x + (i - (len(modes) - 1) / 2) * width, values, width, label=mode)
+        ax.bar_label(bars, labels=[f"{v:.2f}" if v == v else "" for v in values], fontsize=7)
+    ax.axhline(chance, color="grey", ls="--", lw=1)
+    ax.set_xticks(x, names, fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"Task {task} (dashed: chance)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_confusion(matrix: np.ndarray, labels: Sequence[str], out: str | Path, title: str) -> Path:
+    """A confusion matrix with its counts; long label names cut to 24 characters."""
+    short = [name if len(name) <= 24 else name[:23] + "…" for name in labels]
+    size = 2.5 + 0.45 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), n in np.ndenumerate(matrix):
+        if n:
+            color = "white" if n > matrix.max() / 2 else "black"
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color=color)
+    ax.set_xticks(range(len(short)), short, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(short)), short, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, out)

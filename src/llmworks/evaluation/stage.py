@@ -4,8 +4,9 @@ and compared on one task -- a list of parts, each recorded through one ``Evaluat
 The parts, in the report's order: the tokenizers (``tokenizers.py``), the training curves
 (``training_curves.py``), each model family's own ``evaluate(rec)`` (``llmworks/families/
 <name>/evaluate.py``, in the order of the config's ``families``), the published reference
-models (``references.py``, ``evaluate.references``) and the comparison of every
-representation the families offered (``representations.py``). A part that cannot be
+models (``references.py``, ``evaluate.references``), the comparison of every
+representation the families offered (``representations.py``) and the labelled task of the
+finetune stage (``downstream.py``: probes and fine-tuned models, read from its metrics). A part that cannot be
 evaluated (a model not trained, artifacts that do not fit together) is skipped with a warning
 and its reason in ``assets/skipped.json``, which the report lists; so the stage also works on
 a run that trained only some of the models.
@@ -31,6 +32,7 @@ from omegaconf import DictConfig
 
 from llmworks.corpus.prepare import load_corpus
 from llmworks.errors import LlmworksError
+from llmworks.evaluation.downstream import downstream
 from llmworks.evaluation.recorder import Evaluation, FamilyEvaluation
 from llmworks.evaluation.references import references
 from llmworks.evaluation.representations import compare_representations
@@ -73,6 +75,7 @@ def evaluate_stage(cfg: DictConfig) -> dict[str, Any]:
             "Representations compared",
             lambda r: compare_representations(r, dict(rec.embedders)),
         )
+        rec.run("downstream", "Downstream", downstream)
         write_json(
             staged / paths.report_sections.name,
             {

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -40,7 +40,6 @@ from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.errors import LlmworksError
-from llmworks.spec import Family
 from llmworks.tracking.runs import job_type, wandb_logger
 from llmworks.training.callbacks import ProgressLog, StopOnNonFiniteLoss
 from llmworks.training.logs import LOG_FILE, merge_sessions
@@ -103,6 +102,15 @@ class Run:
         (self.dir / FINISHED).write_text(self.fingerprint + "\n")
 
 
+class Trainee(Protocol):
+    """What ``fit`` needs to know about what it trains: a model family's spec
+    (``llmworks.spec.Family``), or one model of the finetune stage."""
+
+    name: str
+    monitor: str  # validation metric, lower is better: picks best.ckpt
+    divergence_hint: str  # what to change when training diverges
+
+
 def read_stamp(ckpt: Path) -> dict[str, Any] | None:
     """The run stamp of a checkpoint (None when there is no checkpoint or it has no stamp).
     Loaded with ``weights_only=True``: a checkpoint is data, never code."""
@@ -162,7 +170,7 @@ class RunStamp(Callback):
 
 
 def build_callbacks(
-    cfg: DictConfig, family: Family, run: Run, module: L.LightningModule
+    cfg: DictConfig, family: Trainee, run: Run, module: L.LightningModule
 ) -> list[Callback]:
     """``cfg.callbacks`` instantiated (an entry set to null is left out), with what only the
     stage knows filled in where the config leaves it open: the checkpoint directory, the
@@ -280,15 +288,19 @@ class FitResult:
 
 def fit(
     cfg: DictConfig,
-    family: Family,
+    family: Trainee,
     module: L.LightningModule,
     datamodule: L.LightningDataModule,
     run_dir: Path,
     data_id: str,
+    section: DictConfig | None = None,
+    job: str | None = None,
 ) -> FitResult:
-    """Train ``module`` on ``datamodule`` with ``cfg.trainer`` + ``cfg.<family>.train``,
-    resuming the interrupted run of the same fingerprint, then validate the final weights."""
-    section = cfg[family.name]
+    """Train ``module`` on ``datamodule`` with ``cfg.trainer`` + ``section.train`` (the
+    family's section, ``cfg.<family>``, by default), resuming the interrupted run of the same
+    fingerprint, then validate the final weights. ``job`` names the W&B run's job
+    (``train@<family>`` by default)."""
+    section = cfg[family.name] if section is None else section
     run = Run.open(
         run_dir,
         fingerprint(
@@ -306,7 +318,7 @@ def fit(
     trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir)
     wb = None
     if trainer.global_rank == 0:  # known once the Trainer exists: one W&B run under DDP
-        wb = wandb_logger(cfg, job_type(f"train@{family.name}"), run_id=run.wandb_id)
+        wb = wandb_logger(cfg, job or job_type(f"train@{family.name}"), run_id=run.wandb_id)
         if wb is not None:
             trainer.loggers = [*loggers, wb]
     trainer.fit(

@@ -27,6 +27,9 @@ def write_card(
     metrics: dict[str, Any],
     config: dict[str, Any],
     base_model: str | None = None,
+    results: str = "Results at the end of training (validation split)",
+    results_note: str = "The test-split figures of the same run are in `metrics/evaluation.json` "
+    "(`dvc repro evaluate`).",
 ) -> Path:
     """``<out_dir>/README.md``; ``base_model`` is the checkpoint training continued from
     (a hub id goes into the card's metadata, where the Hub links it)."""
@@ -57,13 +60,13 @@ the language-model story, word vectors to Transformers (PyTorch Lightning, track
   directory){continued}
 - **Parameters**: {_fmt(metrics.get("params"))}; **steps**: {_fmt(metrics.get("steps"))}
 
-## Results at the end of training (validation split)
+## {results}
 
 | metric | value |
 |---|---|
 {rows}
 
-The test-split figures of the same run are in `metrics/evaluation.json` (`dvc repro evaluate`).
+{results_note}
 
 ## How to load
 

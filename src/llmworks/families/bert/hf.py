@@ -301,8 +301,12 @@ def hf_tokenizer(tokenizer_json: str | Path, max_len: int):
         raise LlmworksError(
             f"{tokenizer_json} has no {missing}; BERT needs the wordpiece tokenizer"
         )
+    # segment ids too (BERT's inputs): a text pair's second text is segment 1
     return PreTrainedTokenizerFast(
-        tokenizer_file=str(tokenizer_json), model_max_length=max_len, **SPECIAL
+        tokenizer_file=str(tokenizer_json),
+        model_max_length=max_len,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+        **SPECIAL,
     )
 
 

@@ -5,25 +5,20 @@ a representation to compare. Its settings are ``evaluate.word2vec``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from tokenizers import Tokenizer
 
 from llmworks.config import typed
 from llmworks.errors import LlmworksError
 from llmworks.evaluation import plots
-from llmworks.evaluation.embedders import Embedder
 from llmworks.evaluation.recorder import Recorder
 from llmworks.evaluation.trained import load_tokenizer, model_dir
 from llmworks.families.word2vec.benchmarks import keyed_vectors, neighbours, word_benchmarks
 from llmworks.families.word2vec.model import Word2Vec
 from llmworks.families.word2vec.module import VOCAB_FILE
+from llmworks.families.word2vec.vectors import averaged_vectors
 from llmworks.families.word2vec.vocab import WordVocab
-from llmworks.tokenization.words import token_as_word, tokenize
 
 MIN_MAP_WORDS = 4  # fewer points make no map (and no t-SNE perplexity fits)
 MAP_METHODS = ("pca", "tsne")
@@ -94,49 +89,3 @@ def evaluate(rec: Recorder) -> None:
         )
         rec.figure("word2vec_map", out, "2-D map of word vectors")
     rec.embedder("word2vec_avg", averaged_vectors(vocab.words, vectors, lowercase, subword))
-
-
-def averaged_vectors(
-    words: Sequence[str],
-    vectors: np.ndarray,
-    lowercase: bool,
-    tokenizer: Tokenizer | None = None,
-) -> Embedder:
-    """Texts as the mean of their word vectors. With ``tokenizer`` (Word2Vec trained on a
-    subword tokenizer's tokens, ``word2vec.tokenizer``) a text is cut into that tokenizer's
-    tokens, spelled as the vectors file spells them (spaces as ``▁``)."""
-    split = None
-    if tokenizer is not None:
-
-        def split(text: str) -> list[str]:
-            enc = tokenizer.encode(text, add_special_tokens=False)
-            return [token_as_word(t) for t in enc.tokens]
-
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        return average_word_vectors(texts, words, vectors, lowercase=lowercase, split=split)
-
-    return embed
-
-
-def average_word_vectors(
-    texts: Sequence[str],
-    words: Sequence[str],
-    vectors: np.ndarray,
-    lowercase: bool = True,
-    split: Callable[[str], list[str]] | None = None,
-) -> np.ndarray:
-    """Documents as the mean of their in-vocabulary word vectors (zeros when none): how
-    Word2Vec becomes document vectors to set beside TF-IDF.
-
-    ``split`` cuts a text into the units the vectors were trained on: by default the word
-    tokenizer Word2Vec trains on, a subword tokenizer's tokens for ``word2vec.tokenizer``."""
-    index = {w: i for i, w in enumerate(words)}
-    vectors = np.asarray(vectors, dtype=np.float32)
-    split = split or partial(tokenize, lowercase=lowercase)
-    rows = [[i for i in map(index.get, split(t)) if i is not None] for t in texts]
-    lengths = np.array([len(r) for r in rows])
-    flat = np.fromiter((i for r in rows for i in r), dtype=np.int64, count=int(lengths.sum()))
-    doc = np.repeat(np.arange(len(rows)), lengths)
-    out = np.zeros((len(rows), vectors.shape[1]), dtype=np.float32)
-    np.add.at(out, doc, vectors[flat])
-    return out / np.maximum(lengths, 1)[:, None]

@@ -22,7 +22,7 @@ from llmworks.config import typed
 from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, corpora
 from llmworks.families.word2vec.model import Word2Vec, Word2VecConfig
 from llmworks.families.word2vec.pairs import NegativeSampler
-from llmworks.paths import Paths
+from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans
 
@@ -171,4 +171,7 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
         if w.tokenizer
         else {"corpus": ("dataset", paths.corpus_dataset)}
     )
-    return Built(module, data, data_id=data_id, files={VOCAB_FILE: vocab_file}, inputs=source)
+    files = {VOCAB_FILE: vocab_file}
+    if w.tokenizer:  # the vectors' words are its tokens: the model directory needs it to read text
+        files[TOKENIZER_FILE] = paths.trained_tokenizer(str(w.tokenizer))
+    return Built(module, data, data_id=data_id, files=files, inputs=source)

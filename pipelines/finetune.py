@@ -1,0 +1,21 @@
+"""DVC stage `finetune`: every representation on the labelled task (data/task) -- a linear
+probe of each and full fine-tuning of BERT and GPT -> metrics/finetune.json, test predictions,
+and models/finetuned/<family>/ (resumed from runs/finetune/ after a crash).
+
+    python pipelines/finetune.py 'finetune.models=[tfidf,bert]' finetune.train.max_epochs=10
+"""
+
+import hydra
+from omegaconf import DictConfig
+
+from llmworks.cli import run_stage
+from llmworks.finetune.stage import finetune_stage
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_stage(finetune_stage, cfg)
+
+
+if __name__ == "__main__":
+    main()
