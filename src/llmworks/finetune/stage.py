@@ -312,6 +312,8 @@ def _finetune(
 ) -> tuple[dict[str, Any], Any] | None:  # fmt: skip
     """Fine-tune the model's classifier with the shared recipe; score the weights of the
     lowest validation loss on test; save them (and their export) for the stage's output."""
+    # the head's init and dropout draw the same whether or not the probe ran first
+    L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     try:
         tuned = part.classifier(cfg, paths, task)
     except PairsUnsupported as exc:
