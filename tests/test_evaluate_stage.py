@@ -132,8 +132,9 @@ def test_evaluate_and_report_without_trained_models(tokenized: Path) -> None:
     assert set(views["views"]) == {"bpe", "wordpiece", "unigram"}
     assert (assets / "representations.png").read_bytes()[:4] == b"\x89PNG"
     skipped = json.loads((assets / "skipped.json").read_text())
-    assert set(skipped) == {"word2vec", "bert", "gpt"}
+    assert set(skipped) == {"word2vec", "bert", "gpt", "downstream"}
     assert "the train@bert stage has not run" in skipped["bert"]
+    assert "the finetune stage has not run" in skipped["downstream"]
 
     result = run_stage("report", *_overrides(root, corpus))
     assert result.returncode == 0, result.stderr[-3000:]
