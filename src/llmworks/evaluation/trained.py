@@ -4,15 +4,17 @@ tokenizer, and trained tokenizers; each missing one is the reason its part is sk
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer
 from torch import nn
 
 from llmworks.errors import LlmworksError
-from llmworks.evaluation.recorder import Recorder
 from llmworks.models.persistence import WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
+
+if TYPE_CHECKING:
+    from llmworks.evaluation.recorder import Recorder
 
 
 def model_dir(paths: Paths, family: str) -> Path:

@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from llmworks.evaluation.embedders import ArrayLike, Embedder
+from llmworks.evaluation.embedders import ArrayLike, Embedder, transformer_embedder
 from llmworks.finetune.task import Split, Task
 
 
@@ -88,3 +88,16 @@ def _classifier(x: ArrayLike, c: float, max_iter: int, seed: int):
     if sparse.issparse(x):
         return lr  # TF-IDF rows are unit length already; counts keep their scale
     return make_pipeline(StandardScaler(), lr)  # pooled states differ in scale by dimension
+
+
+def frozen_states(model, tokenizer_json, context: int, cfg, device) -> Embedder:
+    """A Transformer's mean-pooled final states as fixed probe features: texts cut to the
+    shorter of the model's context and ``finetune.max_len``, batches of 4 x
+    ``finetune.batch_size`` (no gradients, so larger than training's)."""
+    from tokenizers import Tokenizer
+
+    max_len = min(context, int(cfg.finetune.max_len))
+    batch = int(cfg.finetune.batch_size) * 4
+    return transformer_embedder(
+        model.to(device), Tokenizer.from_file(str(tokenizer_json)), max_len, batch
+    )

@@ -16,6 +16,7 @@ published checkpoint (a hub id or a directory) with its own tokenizer.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,7 +26,8 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from llmworks.errors import LlmworksError
-from llmworks.evaluation.embedders import Embedder, transformer_embedder
+from llmworks.evaluation.embedders import Embedder
+from llmworks.evaluation.trained import model_dir
 from llmworks.families.bert.hf import _hf_config, hf_architecture, hf_state_dict, hf_tokenizer
 from llmworks.families.bert.model import Bert, BertConfig
 from llmworks.finetune.classifier import (
@@ -36,6 +38,7 @@ from llmworks.finetune.classifier import (
 from llmworks.finetune.classifier import (
     task_tokenizer as framing_tokenizer,
 )
+from llmworks.finetune.probe import frozen_states
 from llmworks.finetune.task import Task
 from llmworks.paths import TOKENIZER_FILE, Paths
 
@@ -84,9 +87,7 @@ def pretrained(cfg: DictConfig, paths: Paths) -> tuple[Bert, Path, str, Path | N
         if not tok.is_file():
             raise LlmworksError(f"{where}: no {TOKENIZER_FILE} in {base}")
         return model.train(), tok, str(source), base
-    path = paths.model("bert")
-    if not (path / "model.safetensors").is_file():
-        raise LlmworksError(f"no {path}/model.safetensors: run dvc repro train@bert first")
+    path = model_dir(paths, "bert")
     return Bert.load(path).train(), path / TOKENIZER_FILE, str(path), None
 
 
@@ -94,11 +95,7 @@ def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embed
     """Mean-pooled final states (``[CLS]``, ``[SEP]`` and padding left out): an MLM trains
     no sequence vector, and the mean is the usual frozen baseline."""
     model, tok_json, _, _ = pretrained(cfg, paths)
-    max_len = min(model.config.max_seq_len, int(cfg.finetune.max_len))
-    batch = int(cfg.finetune.batch_size) * 4
-    return transformer_embedder(
-        model.to(device), Tokenizer.from_file(str(tok_json)), max_len, batch
-    )
+    return frozen_states(model, tok_json, model.config.max_seq_len, cfg, device)
 
 
 def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:
@@ -127,7 +124,7 @@ def classifier(cfg: DictConfig, paths: Paths, task: Task) -> Finetunable:
     arch = _architecture(model.config)
     config = ClassifierConfig(
         family="bert",
-        encoder=_asdict(model.config),
+        encoder=asdict(model.config),
         labels=list(task.labels),
         pooling="cls",
         max_len=min(model.config.max_seq_len, int(cfg.finetune.max_len)),
@@ -161,12 +158,6 @@ def _architecture(cfg: BertConfig) -> str:
         return hf_architecture(cfg)
     except LlmworksError:
         return "bert"
-
-
-def _asdict(cfg: BertConfig) -> dict:
-    from dataclasses import asdict
-
-    return asdict(cfg)
 
 
 # ----------------------------------------------------------------------------- export

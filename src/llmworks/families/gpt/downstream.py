@@ -25,11 +25,13 @@ from tokenizers.processors import TemplateProcessing
 from torch import nn
 
 from llmworks.errors import LlmworksError
-from llmworks.evaluation.embedders import Embedder, transformer_embedder
+from llmworks.evaluation.embedders import Embedder
+from llmworks.evaluation.trained import model_dir
 from llmworks.families.gpt.hf import EOT, PAD
 from llmworks.families.gpt.model import GPT, GPTConfig
 from llmworks.finetune.classifier import ClassifierConfig, Finetunable, PairsUnsupported
 from llmworks.finetune.classifier import task_tokenizer as framing_tokenizer
+from llmworks.finetune.probe import frozen_states
 from llmworks.finetune.task import Task
 from llmworks.paths import TOKENIZER_FILE, Paths
 
@@ -85,9 +87,7 @@ def pretrained(cfg: DictConfig, paths: Paths) -> tuple[GPT, Path, str, str]:
                 f"{where}: the checkpoint names no eos token; set finetune.gpt.eot_token"
             )
         return model.train(), tok, str(g.init_from), str(eot)
-    path = paths.model("gpt")
-    if not (path / "model.safetensors").is_file():
-        raise LlmworksError(f"no {path}/model.safetensors: run dvc repro train@gpt first")
+    path = model_dir(paths, "gpt")
     eot = g.eot_token or cfg.tokenizers[str(cfg.gpt.tokenizer)].get("eot_token") or EOT
     return GPT.load(path).train(), path / TOKENIZER_FILE, str(path), str(eot)
 
@@ -95,11 +95,7 @@ def pretrained(cfg: DictConfig, paths: Paths) -> tuple[GPT, Path, str, str]:
 def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embedder:
     """Mean-pooled final states over each text's tokens: fixed, as a probe needs."""
     model, tok_json, _, _ = pretrained(cfg, paths)
-    max_len = min(model.config.block_size, int(cfg.finetune.max_len))
-    batch = int(cfg.finetune.batch_size) * 4
-    return transformer_embedder(
-        model.to(device), Tokenizer.from_file(str(tok_json)), max_len, batch
-    )
+    return frozen_states(model, tok_json, model.config.block_size, cfg, device)
 
 
 def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
-from llmworks.errors import LlmworksError
 from llmworks.evaluation.embedders import Embedder
+from llmworks.evaluation.trained import model_dir
 from llmworks.families.word2vec.model import Word2Vec
 from llmworks.families.word2vec.module import VOCAB_FILE
 from llmworks.families.word2vec.vectors import averaged_vectors
@@ -20,9 +20,7 @@ from llmworks.paths import TOKENIZER_FILE, Paths
 def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embedder:
     """Averaged word vectors of ``models/word2vec`` (read through the subword tokenizer saved
     beside them when it was trained on one, ``word2vec.tokenizer``)."""
-    path = paths.model("word2vec")
-    if not (path / VOCAB_FILE).is_file():
-        raise LlmworksError(f"no {path / VOCAB_FILE}: run dvc repro train@word2vec first")
+    path = model_dir(paths, "word2vec")
     vocab = WordVocab.load(path / VOCAB_FILE)
     vectors = Word2Vec.load(path).vectors.numpy()
     subword = None
