@@ -30,7 +30,7 @@ def downstream(rec: Recorder) -> None:
     models = {m: r for m, r in metrics.items() if isinstance(r, dict)}
     rows = [
         [model]
-        + [r.get(mode, {}).get(k) for mode in MODES for k in ("accuracy", "macro_f1")]
+        + [_cell(r.get(mode, {}).get(k)) for mode in MODES for k in ("accuracy", "macro_f1")]
         for model, r in models.items()
     ]  # fmt: skip
     chance = 1.0 / task["labels"]
@@ -38,7 +38,7 @@ def downstream(rec: Recorder) -> None:
         "downstream",
         f"Task {task['task']}: {task['labels']} labels, {task['train_examples']} training and "
         f"{task['test_examples']} test examples{' (text pairs)' if task['pairs'] else ''}; "
-        f"test-split scores (chance accuracy {chance:.2f}; empty: the model has no such mode)",
+        f"test-split scores (chance accuracy {chance:.2f}; —: the model has no such mode)",
         ["model", "fine-tuned accuracy", "fine-tuned macro-F1", "probe accuracy",
          "probe macro-F1"],
         rows,
@@ -58,3 +58,7 @@ def downstream(rec: Recorder) -> None:
                                 f"{best_model} ({MODES[best_mode]}), accuracy {best:.2f}")  # fmt: skip
     rec.figure("downstream_confusion", path, f"Confusion matrix of the best: {best_model}, "
                f"{MODES[best_mode]} (rows: true label, columns: predicted)")  # fmt: skip
+
+
+def _cell(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
