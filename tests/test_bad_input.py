@@ -73,6 +73,8 @@ CASES = [
     Case("task with one class", "prepare_task", ("task=local", "task.data_files={train:{files}/task/one_class.csv}", "task.text_field=sentence1"), "a single label"),
     Case("task: an empty split", "prepare_task", ("task=local", "task.data_files={train:{files}/task/train.csv,validation:{files}/task/train.csv,test:{files}/task/empty.csv}", "task.text_field=sentence1"), "the test split holds no examples"),
     Case("text pairs for a model that reads one text", "finetune", ("finetune.models=[gpt]",), "has text pairs"),
+    Case("task: a damaged parquet file", "prepare_task", ("task=local", "task.data_files={train:{files}/task/damaged.parquet}"), "damaged.parquet']: ArrowInvalid"),
+    Case("unknown GPT pooling for fine-tuning", "finetune", ("finetune.gpt.pooling=max",), "finetune.gpt.pooling='max'"),
     Case("diverging training (lr 1e6)", "train", ("family=gpt", "gpt.optim.lr=1e6"), "training diverged"),
     Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
          {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),
@@ -107,6 +109,7 @@ def write_task_files(folder: Path) -> None:
     (folder / "unseen.csv").write_text(header + "a,b,maybe\n", encoding="utf-8")
     (folder / "one_class.csv").write_text(header + "a,b,yes\nc,d,yes\ne,f,yes\n", encoding="utf-8")
     (folder / "empty.csv").write_text(header, encoding="utf-8")
+    (folder / "damaged.parquet").write_bytes(b"PAR1 not really parquet")
 
 
 def write_bad_checkpoints(folder: Path) -> None:

@@ -7,6 +7,7 @@ Models (``finetune.models``; null: all there are): the baselines ``bow_counts`` 
 
 - ``probe_features(cfg, paths, device) -> Embedder``: fixed text vectors of the pretrained
   model, for a linear probe (``mode: probe``);
+- optionally ``settings(cfg)``, which checks its ``finetune.<name>`` section up front;
 - optionally ``classifier(cfg, paths, task) -> Finetunable`` (the pretrained model with a new
   head; ``PairsUnsupported`` when it cannot read a pair task), ``build_classifier(config)``
   and ``task_tokenizer(tokenizer_json, config)`` (to load the saved classifier), for full
@@ -134,6 +135,8 @@ def plan(cfg: DictConfig, s: FinetuneSettings, paths: Paths, task: Task) -> dict
     out: dict[str, list[str]] = {}
     for model in chosen:
         part = offered.get(model)
+        if hasattr(part, "settings"):  # the family's own finetune.<name> section
+            part.settings(cfg)
         modes = [m for m in s.modes if m == "probe" or _can_finetune(part)]
         if "finetuned" in modes and task.pairs:
             reason = part.pair_problem(cfg, paths)

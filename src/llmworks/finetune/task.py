@@ -260,9 +260,19 @@ def _local_splits(task: TaskConfig) -> dict[str, datasets.Dataset]:
                 raise LlmworksError(
                     f"task {task.name}: the {split} split holds no examples ({names})"
                 ) from exc
-            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise LlmworksError(f"task.data_files.{split}: cannot read {names}: {cause}") from exc
+            raise LlmworksError(
+                f"task.data_files.{split}: cannot read {names}: {_root_cause(exc)}"
+            ) from exc
     return out
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the innermost error (``datasets`` wraps a bad byte or a broken
+    file in "An error occurred while generating the dataset")."""
+    while exc.__cause__ or exc.__context__:
+        exc = exc.__cause__ or exc.__context__
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 def _hub_splits(task: TaskConfig) -> dict[str, datasets.Dataset]:

@@ -66,6 +66,13 @@ class GPTClassifier(nn.Module):
         return self.score(self.drop(pooled))
 
 
+def settings(cfg: DictConfig) -> None:
+    """``finetune.gpt`` checked before the stage does any work."""
+    pooling = cfg.finetune.gpt.pooling
+    if pooling not in POOLINGS:
+        raise LlmworksError(f"finetune.gpt.pooling={pooling!r}: expected one of {POOLINGS}")
+
+
 def pretrained(cfg: DictConfig, paths: Paths) -> tuple[GPT, Path, str, str]:
     """The pretrained GPT (train mode), its tokenizer file, a name for it and its
     end-of-text token."""
