@@ -30,6 +30,12 @@ STAGES = {
     "train@bert",
     "train@gpt",
     "evaluate",
+    "prepare_task",
+    "finetune@bow_counts",
+    "finetune@tfidf",
+    "finetune@word2vec",
+    "finetune@bert",
+    "finetune@gpt",
 }
 
 

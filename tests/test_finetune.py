@@ -250,3 +250,19 @@ def test_a_killed_fine_tuning_resumes_to_the_same_result(trained: Path, tmp_path
         expected["bert"]["finetuned"]["val_loss"], abs=1e-5
     )
     assert got["bert"]["finetuned"]["accuracy"] == expected["bert"]["finetuned"]["accuracy"]
+
+
+def test_a_corpus_without_the_default_task_skips_it_with_the_reason(
+    trained: Path, tmp_path: Path
+) -> None:
+    """Your own short documents cannot make the embedded task: the pipeline goes on, and
+    the metrics and the report say why, instead of failing dvc repro at its end."""
+    root = workspace(trained, tmp_path)
+    proc = run_ok("prepare_task", *overrides(root, "task.min_paragraphs=100000"))
+    assert "no task" in proc.stdout + proc.stderr
+    run_ok("finetune", *overrides(root))
+    reason = metrics(root)["skipped"]
+    assert "100000 paragraphs" in reason
+    run_ok("evaluate", *overrides(root, "evaluate.max_test_batches=2"))
+    skipped = json.loads((root / "report" / "assets" / "skipped.json").read_text())
+    assert reason in skipped["downstream"]

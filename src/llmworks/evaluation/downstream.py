@@ -26,6 +26,8 @@ def downstream(rec: Recorder) -> None:
         raise LlmworksError(f"no {paths.finetune_metrics}: the finetune stage has not run")
     metrics = json.loads(paths.finetune_metrics.read_text())
     preds = json.loads(paths.finetune_predictions.read_text())
+    if "skipped" in metrics:
+        raise LlmworksError(metrics["skipped"])
     task = metrics.pop("task")
     models = {m: r for m, r in metrics.items() if isinstance(r, dict)}
     rows = [

@@ -49,7 +49,7 @@ from llmworks.finetune.classifier import (
     save_classifier,
 )
 from llmworks.finetune.probe import ProbeConfig, linear_probe, scores
-from llmworks.finetune.task import Task, describe, load_task
+from llmworks.finetune.task import NoTask, Task, describe, load_task
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.models.persistence import WEIGHTS_FILE
 from llmworks.paths import Paths
@@ -179,7 +179,16 @@ def finetune_stage(cfg: DictConfig) -> dict[str, Any]:
     fine-tuned classifiers. Returns ``metrics/finetune.json``'s content (rank 0)."""
     s = settings(cfg)
     paths = Paths.from_config(cfg)
-    task = load_task(paths)
+    try:
+        task = load_task(paths)
+    except NoTask as exc:  # the corpus could not make the default task: say so, go on
+        log.warning("finetune: skipped: %s", exc)
+        with scratch_dir(paths.finetuned.parent, paths.finetuned.name) as tmp:
+            (tmp / paths.finetuned.name).mkdir()
+            write_json(paths.finetune_predictions, {"skipped": str(exc)})
+            write_json(paths.finetune_metrics, {"skipped": str(exc)})
+            replace_dir(tmp / paths.finetuned.name, paths.finetuned)
+        return {"skipped": str(exc)}
     todo = plan(cfg, s, paths, task)
     log.info("finetune: task %s (%s); %s", task.name, describe(task), todo)
     results: dict[str, dict[str, Any]] = {}

@@ -37,6 +37,8 @@ from llmworks.corpus.prepare import load_corpus
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
+from llmworks.tracking.lineage import log_lineage
+from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 
 log = logging.getLogger(__name__)
 
@@ -122,12 +124,26 @@ class Task:
 # ----------------------------------------------------------------------------- the stage
 
 
+class NoTask(LlmworksError):
+    """The default (embedded) task cannot be made from this corpus: the stages after it
+    skip the labelled task with this reason instead of failing the whole ``dvc repro``."""
+
+
 def prepare_task_stage(cfg: DictConfig) -> dict[str, Any]:
     """Stage ``prepare_task``: the configured task, checked, into ``data/task/`` (written
-    aside and moved into place, so a refused task leaves the previous one intact)."""
+    aside and moved into place, so a refused task leaves the previous one intact). A corpus
+    that cannot make the embedded task (too few long articles: your own short documents,
+    say) gets a warning and a ``data/task`` that records why; ``finetune`` and the report
+    then skip the task with that reason. A task you chose (local, hub) is refused instead."""
     task = task_config(cfg)
     paths = Paths.from_config(cfg)
-    raw = load_source(task, paths)
+    try:
+        raw = load_source(task, paths)
+    except NoTask as exc:
+        log.warning("prepare_task: no task: %s", exc)
+        summary = {"task": task.name, "skipped": str(exc)}
+        _write(paths, summary, None)
+        return summary
     splits, names = label_examples(task, raw)
     summary = {
         "task": task.name,
@@ -139,17 +155,27 @@ def prepare_task_stage(cfg: DictConfig) -> dict[str, Any]:
             for s, d in splits.items()
         },
     }
-    datasets.disable_progress_bars()  # a few small files: the log line below says enough
-    with scratch_dir(paths.task.parent, paths.task.name) as tmp:
-        staged = tmp / paths.task.name
-        datasets.DatasetDict(splits).save_to_disk(str(staged / DATASET_DIR))
-        write_json(staged / LABELS_FILE, summary)
-        replace_dir(staged, paths.task)
+    _write(paths, summary, splits)
+    with wandb_run(cfg, job_type("prepare_task")) as run:
+        log_metrics(run, summary["examples"], prefix="task/")
+        log_lineage(run, cfg, {"corpus": ("dataset", paths.corpus_dataset)}
+                    if task.source == "embedded" else {}, {"task": ("dataset", paths.task)})  # fmt: skip
     log.info(
         "prepare_task: %s, %d labels, %s examples%s",
         task.name, len(names), summary["examples"], " (text pairs)" if task.pairs else "",
     )  # fmt: skip
     return summary
+
+
+def _write(paths: Paths, summary: dict[str, Any], splits: dict | None) -> None:
+    datasets.disable_progress_bars()  # a few small files: the log line says enough
+    with scratch_dir(paths.task.parent, paths.task.name) as tmp:
+        staged = tmp / paths.task.name
+        staged.mkdir()
+        if splits is not None:
+            datasets.DatasetDict(splits).save_to_disk(str(staged / DATASET_DIR))
+        write_json(staged / LABELS_FILE, summary)
+        replace_dir(staged, paths.task)
 
 
 def load_task(paths: Paths) -> Task:
@@ -158,6 +184,8 @@ def load_task(paths: Paths) -> Task:
     if not (root / LABELS_FILE).is_file():
         raise LlmworksError(f"{root} has no prepared task; run dvc repro prepare_task first")
     summary = json.loads((root / LABELS_FILE).read_text())
+    if "skipped" in summary:
+        raise NoTask(f"no task {summary['task']}: {summary['skipped']}")
     ds = datasets.load_from_disk(str(root / DATASET_DIR))
     splits = {
         name: Split(
@@ -215,7 +243,7 @@ def paragraph_splits(task: TaskConfig, paths: Paths) -> dict[str, datasets.Datas
                 rows[s]["label"] += [name] * len(chosen)
             classes += 1
     if classes < 2:
-        raise LlmworksError(
+        raise NoTask(
             f"task {task.name}: {classes} article(s) of the corpus have >= "
             f"{max(task.min_paragraphs, task.per_class)} paragraphs of >= {task.min_words} words; "
             "a classification task needs two (lower task.min_paragraphs / task.per_class, or "
