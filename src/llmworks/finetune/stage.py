@@ -214,8 +214,20 @@ def finetune_stage(cfg: DictConfig) -> dict[str, Any]:
         replace_dir(staged, paths.finetuned)
     for model in results:  # done: a rerun is a new run
         (paths.finetune_run(model) / RESULT).unlink(missing_ok=True)
-    log.info("finetune: %s", {m: v for m, v in metrics.items() if m != "task"})
+    for model, modes in metrics.items():
+        if model != "task":
+            log.info("finetune: %-11s %s", model, "  ".join(
+                f"{mode} {format_scores(scores)}" for mode, scores in modes.items()))  # fmt: skip
     return metrics
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    """One short line of scores to three places: what a person reads in ``dvc repro``'s
+    output, where a dict's sixteen-digit floats are noise."""
+    return ", ".join(
+        f"{name} {value:.3f}" if isinstance(value, float) else f"{name} {value}"
+        for name, value in scores.items()
+    )
 
 
 def predictions(task: Task, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -273,7 +285,7 @@ def run_model(
     if "probe" in modes:
         embed = _features(cfg, s, paths, task, model, part)
         result["probe"] = linear_probe(embed, task, s.probe, int(cfg.seed))
-        log.info("finetune@%s probe: %s", model, result["probe"]["scores"])
+        log.info("finetune@%s probe: %s", model, format_scores(result["probe"]["scores"]))
     wb = None
     try:
         if "finetuned" in modes:
@@ -281,7 +293,8 @@ def run_model(
             if tuned is None:
                 return None
             result["finetuned"], wb = tuned
-            log.info("finetune@%s finetuned: %s", model, result["finetuned"]["scores"])
+            scores = format_scores(result["finetuned"]["scores"])
+            log.info("finetune@%s finetuned: %s", model, scores)
         else:
             wb = start_run(cfg, f"finetune@{model}")
         _log_wandb(wb, cfg, task, model, result)
