@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from llmworks.tracking.sync import offline_runs, read_offline_run, records
 
 from conftest import OFFLINE_ENV, REPO, copy_repo, sh, train_metrics
 
@@ -138,3 +141,124 @@ def test_a_damaged_checkpoint_stops_with_the_file_and_the_choice(repo: Path) -> 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"{ckpt.relative_to(repo)} cannot be read" in proc.stderr
     assert "train afresh" in proc.stderr and ckpt.is_file()  # nothing deleted for the user
+
+
+def train_direct(repo: Path, family: str, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``pipelines/train.py`` on the repo's params, writing under ``out``, with the test
+    callbacks of ``tests/`` importable."""
+    side = [f"paths.{p}={out / p}" for p in ("models", "runs", "metrics")]
+    env = {**os.environ, **OFFLINE_ENV, "PYTHONPATH": str(REPO / "tests")}
+    return subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "train.py"), "--config-dir", ".",
+         "--config-name", "params", "hydra.run.dir=.", "hydra.output_subdir=null",
+         f"family={family}", *side, *extra],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("family", "name", "phase", "step", "stops_at"),
+    [
+        ("gpt", "SIGTERM", "train", 23, 23),  # regular checkpoints every 5 steps
+        ("bert", "SIGUSR1", "validation", 20, 21),  # validates every 3 steps
+    ],
+)
+def test_a_preempted_stage_saves_where_it_stopped_and_resumes_exactly(
+    repo: Path, family: str, name: str, phase: str, step: int, stops_at: int, tmp_path: Path
+) -> None:
+    """SIGTERM (a scheduler's preemption) or SLURM's SIGUSR1, in training or in the middle
+    of a validation: the stage saves last.ckpt at the step it stopped, says so in one line,
+    exits 128 + the signal's number, and the rerun ends where an uninterrupted run ends."""
+    once = tmp_path / "fired"
+    signal_at = (
+        f"+callbacks.signal_at={{_target_:signal_at.SignalAt,step:{step},"
+        f"once:'{once}',name:{name},phase:{phase}}}"
+    )
+    once.touch()  # the uninterrupted run: the same config, the signal already "sent"
+    straight = train_direct(repo, family, tmp_path / "straight", signal_at)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    expected = train_metrics(tmp_path / "straight", family)
+
+    once.unlink()
+    out = tmp_path / "stopped"
+    wandb = ["logger.mode=offline", f"logger.dir={out}"]
+    stopped = train_direct(repo, family, out, signal_at, *wandb)
+    signum = getattr(signal, name)
+    assert stopped.returncode == 128 + signum, stopped.stderr[-3000:]
+    last = out / "runs" / family / "checkpoints" / "last.ckpt"
+    saved_at = torch_load(last)["global_step"]
+    assert saved_at == stops_at
+    line = [ln for ln in stopped.stderr.splitlines() if ln.startswith("llmworks:")]
+    assert line == [
+        f"llmworks: stopped by {name} at step {saved_at} (saved {last}); rerun the same "
+        "command to resume"
+    ]
+    assert "Traceback" not in stopped.stderr
+    assert not (out / "metrics" / "train" / f"{family}.json").exists()
+    # the W&B run is marked preempting and ends with the stage's status
+    (run_dir,) = offline_runs(out)
+    kinds = {r.WhichOneof("record_type"): r for r in records(run_dir)}
+    assert "preempting" in kinds and kinds["exit"].exit.exit_code == 128 + signum
+
+    rerun = train_direct(repo, family, out, signal_at, *wandb)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"resuming from {last}" in rerun.stdout + rerun.stderr
+    got = train_metrics(out, family)
+    monitor = {"bert": "val_mlm_loss", "gpt": "val_loss"}[family]
+    assert got["steps"] == expected["steps"]
+    assert got[monitor] == pytest.approx(expected[monitor], abs=1e-5)
+    first, second = offline_runs(out)  # the rerun continues the same W&B run
+    assert read_offline_run(second)["state"] == "finished"
+    assert run_id(first) == run_id(second) == run_id(run_dir)
+
+
+def run_id(run_dir: Path) -> str:
+    return next(r.run.run_id for r in records(run_dir) if r.WhichOneof("record_type") == "run")
+
+
+def torch_load(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_sigterm_under_dvc_exp_run_stops_the_stage_and_the_rerun_resumes(
+    repo: Path, tmp_path: Path
+) -> None:
+    """SIGTERM to the whole job, as SLURM sends it to every process of a step, while
+    ``dvc exp run`` trains: DVC reports an unfinished stage (not a missing output), the
+    stage's last.ckpt holds the step it stopped at, and the next ``dvc exp run`` resumes
+    from it and ends where an uninterrupted run ends."""
+    straight = train_direct(repo, "gpt", tmp_path)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    expected = train_metrics(tmp_path, "gpt")
+
+    runs = repo / "runs" / "gpt"
+    shutil.rmtree(runs, ignore_errors=True)
+    last = runs / "checkpoints" / "last.ckpt"
+    # dvc exp run composes params.yaml from conf/ and -S (the fixture's params, again)
+    exp_run = ["dvc", "exp", "run", *[x for a in LONGER for x in ("-S", a)], "train@gpt"]
+    proc = start(exp_run, repo)
+    end = time.monotonic() + 300
+    try:
+        while not (last.is_file() and torch_load(last)["global_step"] >= 10):
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert time.monotonic() < end, "training never reached step 10"
+            time.sleep(0.05)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    os.killpg(proc.pid, signal.SIGTERM)
+    said = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode != 0, said[-3000:]
+    stopped = torch_load(last)["global_step"]
+    assert f"llmworks: stopped by SIGTERM at step {stopped}" in said, said[-3000:]
+    assert "does not exist" not in said
+
+    rerun = sh(*exp_run, cwd=repo)
+    assert f"resuming from {Path('runs') / 'gpt' / 'checkpoints' / 'last.ckpt'}" in (
+        rerun.stdout + rerun.stderr
+    )
+    got = train_metrics(repo, "gpt")
+    assert got["steps"] == expected["steps"]
+    assert got["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-5)

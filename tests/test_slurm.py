@@ -49,7 +49,7 @@ def srun_command(template: Path, env: dict[str, str]) -> list[str]:
     variables expanded, quotes removed), without ``srun``."""
     text = template.read_text().replace("\\\n", " ")
     line = next(ln for ln in text.splitlines() if ln.strip().startswith("srun "))
-    line = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], line)
+    line = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], line.split("||")[0])
     return shlex.split(line)[1:]
 
 
@@ -68,3 +68,29 @@ def test_the_sbatch_template_runs_the_stage_with_slurms_geometry() -> None:
     assert (trainer["accelerator"], trainer["strategy"]) == ("gpu", "ddp")
     # after the tasks, one dvc commit records the stage
     assert re.search(r"^dvc commit .*train@\$\{FAMILY\}", template.read_text(), re.M)
+
+
+@pytest.mark.parametrize(
+    ("srun_status", "calls", "status"),
+    [
+        (0, ["dvc commit --force train@gpt"], 0),
+        (138, ["scontrol requeue 4242"], 0),  # SIGUSR1 before the time limit: saved, go again
+        (143, ["scontrol requeue 4242"], 0),  # SIGTERM: preempted
+        (2, [], 2),  # a real failure: no requeue, no commit
+    ],
+)
+def test_the_sbatch_template_requeues_a_stopped_stage_and_commits_a_finished_one(
+    tmp_path: Path, srun_status: int, calls: list[str], status: int
+) -> None:
+    """The template under bash with stand-ins for srun, scontrol and dvc on PATH."""
+    log = tmp_path / "calls"
+    for tool, body in [("srun", f"exit {srun_status}"), ("scontrol", ""), ("dvc", "")]:
+        stub = tmp_path / tool
+        stub.write_text(f'#!/bin/bash\n[ {tool} = srun ] || echo "{tool} $*" >> {log}\n{body}\n')
+        stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242",
+           "SLURM_NNODES": "1", "SLURM_NTASKS_PER_NODE": "1"}  # fmt: skip
+    proc = subprocess.run(["bash", str(REPO / "slurm" / "train.sbatch"), "gpt"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == status, proc.stderr
+    assert (log.read_text().splitlines() if log.exists() else []) == calls

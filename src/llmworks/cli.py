@@ -13,7 +13,7 @@ from typing import TypeVar
 import torch
 from omegaconf import DictConfig
 
-from llmworks.errors import LlmworksError
+from llmworks.errors import LlmworksError, Preempted
 from llmworks.tracking.runs import logger_config
 
 T = TypeVar("T")
@@ -56,6 +56,9 @@ def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     try:
         logger_config(cfg)  # a bad logger setting fails before any work
         return stage(cfg)
+    except Preempted as exc:
+        print(f"llmworks: {exc}", file=sys.stderr, flush=True)
+        sys.exit(exc.exit_code)
     except LlmworksError as exc:
         print(f"llmworks: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -169,12 +169,18 @@ def wandb_logger(cfg: DictConfig, job_type: str, run_id: str | None = None):
         return None
 
 
-def finish_wandb(logger_or_run: Any | None) -> None:
-    """End a stage's W&B run, so the next stage or multirun job starts its own."""
+def finish_wandb(
+    logger_or_run: Any | None, exit_code: int | None = None, preempted: bool = False
+) -> None:
+    """End a stage's W&B run, so the next stage or multirun job starts its own. A run
+    stopped by a signal is marked preempting and ends with the stage's exit status: W&B
+    shows it as stopped, not finished, and the rerun continues the same run."""
     if logger_or_run is None or wandb is None:
         return
     try:
-        wandb.finish()
+        if preempted:
+            getattr(logger_or_run, "experiment", logger_or_run).mark_preempting()
+        wandb.finish(exit_code=exit_code)
     except Exception as exc:  # logging must never stop a stage
         log.warning("wandb.finish failed: %s", exc)
 

@@ -37,12 +37,14 @@ from lightning.pytorch.callbacks import (
     ThroughputMonitor,
 )
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from llmworks.errors import LlmworksError
-from llmworks.tracking.runs import job_type, wandb_logger
+from llmworks.tracking.runs import finish_wandb, job_type, wandb_logger
 from llmworks.training.callbacks import ProgressLog, StopOnNonFiniteLoss
 from llmworks.training.logs import LOG_FILE, merge_sessions
+from llmworks.training.preemption import SaveOnPreemption
 
 log = logging.getLogger(__name__)
 
@@ -174,9 +176,14 @@ def build_callbacks(
 ) -> list[Callback]:
     """``cfg.callbacks`` instantiated (an entry set to null is left out), with what only the
     stage knows filled in where the config leaves it open: the checkpoint directory, the
-    family's monitored metric, and how to count samples and tokens for throughput. Two more
-    always run: the run stamp on checkpoints, and the stop on a non-finite loss."""
-    callbacks: list[Callback] = [RunStamp(run), StopOnNonFiniteLoss(family.divergence_hint)]
+    family's monitored metric, and how to count samples and tokens for throughput. Three
+    more always run: the run stamp on checkpoints, the stop on a non-finite loss, and the
+    save on preemption (SIGTERM, SLURM's SIGUSR1)."""
+    callbacks: list[Callback] = [
+        RunStamp(run),
+        StopOnNonFiniteLoss(family.divergence_hint),
+        SaveOnPreemption(run.checkpoints / LAST),
+    ]
     terminal = sys.stdout.isatty()
     for name, node in cfg.callbacks.items():
         if node is None:
@@ -321,12 +328,18 @@ def fit(
         wb = wandb_logger(cfg, job or job_type(f"train@{family.name}"), run_id=run.wandb_id)
         if wb is not None:
             trainer.loggers = [*loggers, wb]
-    trainer.fit(
-        module,
-        datamodule=datamodule,
-        ckpt_path=str(run.resume_from) if run.resume_from else None,
-        weights_only=True,
-    )
+    try:
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(run.resume_from) if run.resume_from else None,
+            weights_only=True,
+        )
+    except SIGTERMException as exc:  # Lightning's clean stop, which would exit with status 0
+        saver = next(c for c in callbacks if isinstance(c, SaveOnPreemption))
+        stop = saver.preempted(int(trainer.global_step))
+        finish_wandb(wb, exit_code=stop.exit_code, preempted=True)
+        raise stop from exc
     metrics = _scalars(trainer.callback_metrics)
     final = trainer.validate(module, datamodule=datamodule, verbose=False)
     metrics |= _scalars(final[0] if final else {})
