@@ -75,6 +75,17 @@ CASES = [
     Case("text pairs for a model that reads one text", "finetune", ("finetune.models=[gpt]",), "has text pairs"),
     Case("task: a damaged parquet file", "prepare_task", ("task=local", "task.data_files={train:{files}/task/damaged.parquet}"), "damaged.parquet']: ArrowInvalid"),
     Case("unknown GPT pooling for fine-tuning", "finetune", ("finetune.gpt.pooling=max",), "finetune.gpt.pooling='max'"),
+    Case("token shard cut short", "train", ("family=gpt", "paths.data={files}/cut_shard"), "train.bin has"),
+    Case("token shards without meta.json", "train", ("family=bert", "paths.data={files}/no_meta"), "meta.json does not exist"),
+    Case("tokenizer.json that does not parse", "generate", ("checkpoint={files}/bad_tokenizer",), "is not a valid tokenizer.json"),
+    Case("model directory without weights", "generate", ("checkpoint={files}/no_weights",), "not a model directory with model.safetensors"),
+    Case("GPT block_size of 0", "train", ("family=gpt", "gpt.model.block_size=0"), "gpt.model: block_size=0: must be >= 1"),
+    Case("Word2Vec dimension of 0", "train", ("family=word2vec", "word2vec.model.dim=0"), "word2vec.model: dim=0: must be >= 1"),
+    Case("masking rate above 1", "train", ("family=bert", "bert.data.mask_rate=1.5"), "mask_rate=1.5: expected a rate in (0, 1)"),
+    Case("negative learning rate", "train", ("family=gpt", "gpt.optim.lr=-0.001"), "gpt.optim: lr=-0.001: must be > 0"),
+    Case("top_p above 1", "generate", ("top_p=1.5",), "top_p=1.5: must be in [0, 1]"),
+    Case("negative top_k", "generate", ("top_k=-1",), "top_k=-1: must be an integer >= 0"),
+    Case("negative max_new_tokens", "generate", ("max_new_tokens=-5",), "max_new_tokens=-5: must be an integer >= 0"),
     Case("diverging training (lr 1e6)", "train", ("family=gpt", "gpt.optim.lr=1e6"), "training diverged"),
     Case("W&B online, no API key", "train_tokenizer", ("+only=bpe", "logger=wandb"), "logging offline", False,
          {"WANDB_MODE": "online", "WANDB_API_KEY": ""}),
@@ -164,7 +175,27 @@ def make_workspace(root: Path) -> tuple[Path, list[str], Path]:
     ):
         proc = run_stage(stage, *base, *extra, env={"WANDB_MODE": "disabled"})
         assert proc.returncode == 0, proc.stderr[-3000:]
+    write_damaged_outputs(root, files)
     return root, base, write_bad_files(files)
+
+
+def write_damaged_outputs(root: Path, files: Path) -> None:
+    """Copies of the workspace's outputs, each damaged in one way: a shard cut to an odd byte
+    count, shards without meta.json, a model whose tokenizer.json does not parse, a model
+    directory without weights."""
+    import shutil
+
+    for name in ("cut_shard", "no_meta"):
+        shutil.copytree(root / "data", files / name)
+    train_bin = files / "cut_shard" / "tokens" / "bpe" / "train.bin"
+    train_bin.write_bytes(train_bin.read_bytes()[:-3])
+    (files / "no_meta" / "tokens" / "wordpiece" / "meta.json").unlink()
+    shutil.copytree(root / "models" / "gpt", files / "bad_tokenizer")
+    (files / "bad_tokenizer" / "tokenizer.json").write_text(
+        '{"version": "1.0",\n', encoding="utf-8"
+    )
+    (files / "no_weights").mkdir()
+    shutil.copy(root / "models" / "gpt" / "config.json", files / "no_weights")
 
 
 def snapshot(root: Path) -> dict[str, str]:

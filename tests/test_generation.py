@@ -121,3 +121,37 @@ def test_complete_cuts_at_end_of_text(bpe_json: Path) -> None:
     cat, dog = tok.encode(" cat").ids, tok.encode(" dog").ids
 
     assert complete(Scripted(cat + [eot] + dog, tok.get_vocab_size()), tok, "The", 10) == " cat"
+
+
+def test_top_k_0_is_off_and_top_p_0_keeps_the_top_token_as_in_transformers():
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    logits = torch.tensor([[4.0, 3.0, 2.0, -10.0]])
+    g = torch.Generator().manual_seed(0)
+    unfiltered = {int(sample(logits, 1.0, generator=g)) for _ in range(300)}
+    assert {int(sample(logits, 1.0, top_k=0, generator=g)) for _ in range(300)} == unfiltered
+    kept = TopPLogitsWarper(0.0)(None, logits.clone()).isfinite()
+    assert kept.tolist() == [[True, False, False, False]]
+    assert {int(sample(logits, 1.0, top_p=0.0, generator=g)) for _ in range(50)} == {0}
+
+
+def test_a_prompt_longer_than_the_context_is_kept_in_part_with_a_warning(
+    bpe_json: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from conftest import run_stage
+
+    model = tmp_path / "gpt"
+    random_gpt(Tokenizer.from_file(str(bpe_json)).get_vocab_size()).save(model)  # context 64
+    shutil.copy(bpe_json, model / "tokenizer.json")
+    prompt = " ".join(f"word{i}" for i in range(80))
+    n = len(Tokenizer.from_file(str(bpe_json)).encode(prompt).ids)
+    assert n > 64
+    proc = run_stage("generate", f"checkpoint={model}", f"prompt='{prompt}'",
+                     "max_new_tokens=3", "logger=none", f"hydra.run.dir={tmp_path}")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (
+        f"the prompt is {n} tokens, longer than the model's context of 64: kept its last 64 "
+        f"({n - 64} dropped from the start)"
+    ) in proc.stdout + proc.stderr

@@ -145,7 +145,7 @@ def sample(
     if temperature <= 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
-    if top_k is not None and top_k < logits.shape[-1]:
+    if top_k and top_k < logits.shape[-1]:  # 0 or None: off, as in transformers
         kth = torch.topk(logits, top_k, dim=-1).values[:, [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
@@ -153,6 +153,7 @@ def sample(
         cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
         # drop a token when the tokens before it already reach top_p (the top one always stays)
         drop_sorted = cum - sorted_logits.softmax(dim=-1) >= top_p
+        drop_sorted[..., 0] = False  # top_p=0 keeps the top token only (transformers' meaning)
         drop = drop_sorted.scatter(-1, order, drop_sorted)
         logits = logits.masked_fill(drop, float("-inf"))
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)

@@ -29,6 +29,7 @@ from llmworks.paths import Paths
 from llmworks.tokenization.train import selected_tokenizers
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
+from llmworks.tokenization.files import read_tokenizer
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 30.0  # a log line at most this often on a long split
@@ -77,7 +78,7 @@ def encode_corpus(
     batch_size: int,
 ) -> dict[str, Any]:
     """Encode every split into ``out_dir``; the old shards stay until the new ones are done."""
-    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok = read_tokenizer(tokenizer_json)
     separator_id = tok.token_to_id(eot_token)
     if separator_id is None:
         raise LlmworksError(f"{tokenizer_json} has no end-of-text token {eot_token!r}")

@@ -112,10 +112,17 @@ def open_shards(root: str | Path, tokenizer_json: str | Path | None = None) -> T
     root = Path(root)
     meta_path = root / META_FILE
     if not meta_path.is_file():
+        raise LlmworksError(f"{meta_path} does not exist; {_restore(root)}")
+    try:
+        meta = json.loads(meta_path.read_text())
+        splits = {name: (int(c["tokens"]), int(c["docs"])) for name, c in meta["splits"].items()}
+        itemsize = np.dtype(meta["dtype"]).itemsize
+    except Exception as exc:
         raise LlmworksError(
-            f"{root}: no {META_FILE}; run the encode stage first (dvc repro encode)"
-        )
-    meta = json.loads(meta_path.read_text())
+            f"{meta_path} is damaged ({type(exc).__name__}: {exc}); {_restore(root)}"
+        ) from exc
+    for name, (tokens, docs) in splits.items():
+        _check_split(root, name, tokens, docs, itemsize)
     if tokenizer_json is not None:
         expected = tokenizer_hash(tokenizer_json)
         if meta.get("tokenizer_sha256") != expected:
@@ -125,3 +132,33 @@ def open_shards(root: str | Path, tokenizer_json: str | Path | None = None) -> T
                 "re-run the encode stage"
             )
     return TokenShards(root=root, meta=meta)
+
+
+def _restore(root: Path) -> str:
+    return f"restore the shards (dvc checkout {root}) or encode them again (dvc repro encode)"
+
+
+def _check_split(root: Path, name: str, tokens: int, docs: int, itemsize: int) -> None:
+    """One split's files against ``meta.json``, before any training or logging starts: a
+    shard cut short or grown would otherwise fail deep inside numpy's memmap, or worse,
+    train on a misread stream."""
+    bin_path, offsets_path = root / f"{name}.bin", root / f"{name}.offsets.npy"
+    for path in (bin_path, offsets_path):
+        if not path.is_file():
+            raise LlmworksError(f"{path} does not exist; {_restore(root)}")
+    size, want = bin_path.stat().st_size, tokens * itemsize
+    if size != want:
+        raise LlmworksError(
+            f"{bin_path} has {size:,} bytes, but {root / META_FILE} says {tokens:,} tokens of "
+            f"{itemsize} bytes ({want:,}); the file is damaged: {_restore(root)}"
+        )
+    try:
+        offsets = np.load(offsets_path, mmap_mode="r")
+        ok = offsets.shape == (docs + 1,) and int(offsets[0]) == 0 and int(offsets[-1]) == tokens
+    except Exception:
+        ok = False
+    if not ok:
+        raise LlmworksError(
+            f"{offsets_path} does not match {root / META_FILE} ({docs:,} documents, "
+            f"{tokens:,} tokens); the file is damaged: {_restore(root)}"
+        )

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from llmworks.tokenization.files import read_tokenizer
+
 # Background colours that keep black text readable; neighbours always differ.
 PALETTE = ["#ffd6a5", "#caffbf", "#9bf6ff", "#bdb2ff", "#ffc6ff", "#fdffb6", "#a0c4ff", "#ffadad"]
 ANSI_BACKGROUNDS = [223, 194, 159, 183, 225, 229, 153, 217]
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no trained tokenizer under {root}; run `dvc repro` first")
     width = max(len(n) for n in names)
     for name in names:
-        tok = Tokenizer.from_file(str(root / name / "tokenizer.json"))
+        tok = read_tokenizer(root / name / "tokenizer.json")
         parts = pieces(tok, args.text)
         shown = to_html(parts) if args.html else to_ansi(parts)
         print(f"{name:>{width}} ({len(parts):3d} tokens)  {shown}")

@@ -12,6 +12,7 @@ from torch import nn
 from llmworks.errors import LlmworksError
 from llmworks.models.persistence import WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.tokenization.files import read_tokenizer
 
 if TYPE_CHECKING:
     from llmworks.evaluation.recorder import Recorder
@@ -34,11 +35,11 @@ def load_model(rec: Recorder, model_cls: Any, family: str) -> tuple[nn.Module, T
     tokenizer saved beside it."""
     path = model_dir(rec.paths, family)
     model = model_cls.load(path, str(rec.device)).eval()
-    return model, Tokenizer.from_file(str(path / TOKENIZER_FILE))
+    return model, read_tokenizer(path / TOKENIZER_FILE)
 
 
 def load_tokenizer(paths: Paths, name: str) -> Tokenizer:
     path = paths.tokenizer(name)
     if not path.is_file():
         raise LlmworksError(f"no {path}: the tokenizer {name} has not been trained")
-    return Tokenizer.from_file(str(path))
+    return read_tokenizer(path)

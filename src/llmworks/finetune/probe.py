@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 from llmworks.evaluation.embedders import ArrayLike, Embedder, transformer_embedder
 from llmworks.finetune.task import Split, Task
+from llmworks.tokenization.files import read_tokenizer
 
 
 @dataclass(frozen=True)
@@ -94,10 +95,7 @@ def frozen_states(model, tokenizer_json, context: int, cfg, device) -> Embedder:
     """A Transformer's mean-pooled final states as fixed probe features: texts cut to the
     shorter of the model's context and ``finetune.max_len``, batches of 4 x
     ``finetune.batch_size`` (no gradients, so larger than training's)."""
-    from tokenizers import Tokenizer
 
     max_len = min(context, int(cfg.finetune.max_len))
     batch = int(cfg.finetune.batch_size) * 4
-    return transformer_embedder(
-        model.to(device), Tokenizer.from_file(str(tokenizer_json)), max_len, batch
-    )
+    return transformer_embedder(model.to(device), read_tokenizer(tokenizer_json), max_len, batch)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from llmworks.errors import LlmworksError
+from llmworks.tokenization.files import read_tokenizer
 
 CONFIG = "config.json"
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
@@ -312,7 +313,7 @@ def check_tokenizer(
     may have more rows than the tokenizer has tokens: many are padded to a round size)."""
     from tokenizers import Tokenizer
 
-    ours = Tokenizer.from_file(str(tokenizer_json))
+    ours = read_tokenizer(tokenizer_json)
     fix = f"encode with its tokenizer: tokenizers.{name}=pretrained tokenizers.{name}.name={where.split('=', 1)[-1]}"
     if ours.get_vocab_size() > model_vocab:
         raise LlmworksError(
@@ -320,7 +321,7 @@ def check_tokenizer(
             f"({tokenizer_json}) has {ours.get_vocab_size()} tokens; {fix}"
         )
     theirs = base / "tokenizer.json"
-    if theirs.is_file() and Tokenizer.from_file(str(theirs)).get_vocab() != ours.get_vocab():
+    if theirs.is_file() and read_tokenizer(theirs).get_vocab() != ours.get_vocab():
         raise LlmworksError(
             f"{where}: tokenizer {name} ({tokenizer_json}) is not the checkpoint's "
             f"({theirs}): its ids would mean other tokens; {fix}"

@@ -10,6 +10,8 @@ from typing import Any
 
 from torch import nn
 
+from llmworks.errors import LlmworksError
+
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 
 
@@ -27,13 +29,28 @@ def save_model_dir(model: nn.Module, config: Any, out_dir: str | Path) -> Path:
 def load_model_dir(
     model_cls: Any, config_cls: Any, model_dir: str | Path, map_location: str = "cpu"
 ) -> Any:
-    """Rebuild ``model_cls(config)`` from what :func:`save_model_dir` wrote, in eval mode."""
+    """Rebuild ``model_cls(config)`` from what :func:`save_model_dir` wrote, in eval mode. A
+    directory without its weights or config, or with a damaged one, is a one-line
+    ``LlmworksError`` naming the file."""
     from safetensors.torch import load_model
 
     model_dir = Path(model_dir)
-    saved = json.loads((model_dir / CONFIG_FILE).read_text())
-    # a switch added after the model was saved takes its dataclass default (the old behaviour)
-    config = config_cls(**{f.name: saved[f.name] for f in fields(config_cls) if f.name in saved})
+    fix = f"restore it (dvc checkout {model_dir}) or train it again (dvc repro)"
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (model_dir / name).is_file():
+            raise LlmworksError(f"{model_dir} has no {name}; {fix}")
+    try:
+        saved = json.loads((model_dir / CONFIG_FILE).read_text())
+        # a switch added after the model was saved takes its dataclass default (the old one)
+        config = config_cls(
+            **{f.name: saved[f.name] for f in fields(config_cls) if f.name in saved}
+        )
+    except (ValueError, TypeError) as exc:
+        raise LlmworksError(f"{model_dir / CONFIG_FILE} is damaged ({exc}); {fix}") from exc
     model = model_cls(config)
-    load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
+    try:
+        load_model(model, str(model_dir / WEIGHTS_FILE), device=map_location)
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise LlmworksError(f"{model_dir / WEIGHTS_FILE} is damaged ({reason}); {fix}") from exc
     return model.eval()

@@ -11,6 +11,7 @@ from tokenizers import Tokenizer
 
 from llmworks.errors import LlmworksError
 from llmworks.models.checkpoints import resolve
+from llmworks.tokenization.files import read_tokenizer
 
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
 
@@ -38,7 +39,7 @@ def fetch(spec: PretrainedSpec, where: str) -> Tokenizer:
             f"{where}.name={spec.name}: no tokenizer.json in {path} (only fast tokenizers are "
             "supported; convert a SentencePiece model with transformers' AutoTokenizer)"
         )
-    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tok = read_tokenizer(path / "tokenizer.json")
     if tok.token_to_id(spec.eot_token) is None:
         special = [t.content for t in tok.get_added_tokens_decoder().values() if t.special]
         raise LlmworksError(

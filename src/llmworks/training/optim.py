@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from llmworks.domains import at_least, fraction, positive
+
 # the learning rate of the decayed group (the weight matrices) as Lightning's
 # LearningRateMonitor names it for configure_adamw's two parameter groups
 LOGGED_LR = "lr-AdamW/pg1"
@@ -27,6 +29,10 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        positive(lr=self.lr, eps=self.eps)
+        at_least(0, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps)
+        fraction(closed=True, min_lr_ratio=self.min_lr_ratio)
+        fraction(beta1=self.betas[0], beta2=self.betas[1])
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:

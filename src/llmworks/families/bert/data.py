@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from llmworks.data.samplers import TrainSampler, loader_generator, rank_and_world, resume_point
 from llmworks.data.shards import SplitTokens, open_shards
+from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
+from llmworks.tokenization.files import read_tokenizer
 
 IGNORE_INDEX = -100  # label of positions without a loss (PyTorch's and HF's default)
 PACKINGS = ("docs", "windows")
@@ -129,9 +131,8 @@ class MLMCollator:
     @classmethod
     def from_tokenizer(cls, tokenizer_json: str | Path, **kwargs) -> MLMCollator:
         """Special ids and ``##`` continuations read from a WordPiece ``tokenizer.json``."""
-        from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(tokenizer_json))
+        tok = read_tokenizer(tokenizer_json)
         vocab = tok.get_vocab(with_added_tokens=True)
         ids = special_token_ids(tok)
         continuation = torch.zeros(tok.get_vocab_size(), dtype=torch.bool)
@@ -252,6 +253,15 @@ class MLMDataConfig:
     val_seed: int  # validation masks are fixed by this seed, so runs compare
     max_val_batches: int | None  # a fixed prefix of the validation split (None: all of it)
 
+    def __post_init__(self) -> None:
+        at_least(1, max_seq_len=self.max_seq_len, batch_size=self.batch_size,
+                 pad_to_multiple_of=self.pad_to_multiple_of,
+                 max_val_batches=self.max_val_batches)  # fmt: skip
+        at_least(0, num_workers=self.num_workers)
+        for name, rate in (("mask_rate", self.mask_rate), ("eval_mask_rate", self.eval_mask_rate)):
+            if not 0 < rate < 1:
+                raise ValueError(f"{name}={rate}: expected a rate in (0, 1)")
+
 
 class MLMData(L.LightningDataModule):
     """Train, validation and test loaders of one tokenizer's shards, masked as ``data`` says."""
@@ -259,18 +269,13 @@ class MLMData(L.LightningDataModule):
     def __init__(
         self, shards_dir: str | Path, tokenizer_json: str | Path, data: MLMDataConfig, seed: int
     ):
-        from tokenizers import Tokenizer
 
         super().__init__()
         self.shards = open_shards(shards_dir, tokenizer_json)
-        tok = Tokenizer.from_file(str(tokenizer_json))
+        tok = read_tokenizer(tokenizer_json)
         self.ids = special_token_ids(tok)
         self.vocab_size = tok.get_vocab_size()
         self.cfg, self.seed, self.tokenizer_json = data, seed, tokenizer_json
-        if not 0.0 < data.eval_mask_rate < 1.0:
-            raise LlmworksError(
-                f"bert.data.eval_mask_rate={data.eval_mask_rate}: expected a rate in (0, 1)"
-            )
         self.common = dict(whole_word=data.whole_word, pad_to_multiple_of=data.pad_to_multiple_of)
         # validation and test mask at eval_mask_rate whatever training masks: a recipe that
         # trains at 0.3 is scored on the same task as one that trains at 0.15

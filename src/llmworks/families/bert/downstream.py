@@ -41,6 +41,7 @@ from llmworks.finetune.classifier import (
 from llmworks.finetune.probe import frozen_states
 from llmworks.finetune.task import Task
 from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.tokenization.files import read_tokenizer
 
 PAD = "[PAD]"
 # the head's activation per exported architecture (what HF's head computes on [CLS])
@@ -143,7 +144,7 @@ def build_classifier(config: ClassifierConfig) -> BertClassifier:
 
 def task_tokenizer(tokenizer_json: Path, config: ClassifierConfig) -> Tokenizer:
     """The WordPiece tokenizer, which frames ``[CLS] a [SEP] (b [SEP])``, cut to ``max_len``."""
-    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok = read_tokenizer(tokenizer_json)
     if tok.token_to_id("[CLS]") is None or tok.post_processor is None:
         raise LlmworksError(
             f"{tokenizer_json} does not frame [CLS] ... [SEP]; BERT needs its WordPiece tokenizer"

@@ -15,6 +15,7 @@ from llmworks.families.bert.model import Bert
 from llmworks.models.checkpoints import is_hf_checkpoint, looks_like_hub_id
 from llmworks.models.persistence import CONFIG_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.tokenization.files import read_tokenizer
 
 MASK = "[MASK]"
 
@@ -25,7 +26,6 @@ def fill_mask(
     """For each text, for each ``[MASK]`` in it, the ``top_k`` (token, probability) pairs of
     the model in ``model_dir``: ours (``model.safetensors`` + ``config.json`` +
     ``tokenizer.json``) or a Hugging Face checkpoint (a directory or a hub id)."""
-    from tokenizers import Tokenizer
 
     path = Path(str(model_dir)).expanduser()
     if is_hf_checkpoint(path) or looks_like_hub_id(model_dir):
@@ -39,7 +39,7 @@ def fill_mask(
         )
     if not (path / TOKENIZER_FILE).is_file():
         raise LlmworksError(f"{path}: no {TOKENIZER_FILE} beside the model")
-    tok = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+    tok = read_tokenizer(path / TOKENIZER_FILE)
     mask_id = tok.token_to_id(MASK)
     results = []
     for text in texts:

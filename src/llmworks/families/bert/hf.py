@@ -28,6 +28,7 @@ from llmworks.families.bert.model import Bert, BertConfig
 from llmworks.models.checkpoints import Weights, load_state, read_config, resolve
 from llmworks.paths import TOKENIZER_FILE
 from llmworks.spec import Built, require_exportable
+from llmworks.tokenization.files import read_tokenizer
 
 CLASSES = {
     "bert": "BertForMaskedLM",
@@ -292,10 +293,9 @@ def _pooler_fill(weights: Weights, name: str) -> Callable[[torch.Tensor], None]:
 def hf_tokenizer(tokenizer_json: str | Path, max_len: int):
     """The trained WordPiece ``tokenizer.json`` as a ``PreTrainedTokenizerFast`` with BERT's
     special tokens (its post-processor already frames ``[CLS] ... [SEP]``)."""
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    vocab = Tokenizer.from_file(str(tokenizer_json)).get_vocab()
+    vocab = read_tokenizer(tokenizer_json).get_vocab()
     missing = [t for t in SPECIAL.values() if t not in vocab]
     if missing:
         raise LlmworksError(

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmworks.domains import at_least, fraction, positive
 from llmworks.models.layers import MLP, Attention, LayerNorm, RotaryEmbedding, init_linear_
 from llmworks.models.persistence import load_model_dir, save_model_dir
 
@@ -41,6 +42,11 @@ class BertConfig:
     pad_id: int
 
     def __post_init__(self) -> None:
+        at_least(1, vocab_size=self.vocab_size, max_seq_len=self.max_seq_len,
+                 n_layer=self.n_layer, n_head=self.n_head, d_model=self.d_model,
+                 d_hidden=self.d_hidden, type_vocab_size=self.type_vocab_size)  # fmt: skip
+        positive(rope_base=self.rope_base, norm_eps=self.norm_eps)
+        fraction(dropout=self.dropout)
         self.d_hidden = self.d_hidden or 4 * self.d_model
         if self.d_model % self.n_head:
             raise ValueError(f"BertConfig: n_head={self.n_head} must divide d_model={self.d_model}")

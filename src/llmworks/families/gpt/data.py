@@ -28,6 +28,7 @@ from llmworks.data.samplers import (
     resume_point,
 )
 from llmworks.data.shards import TextPerToken, TokenShards, open_shards
+from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 
 
@@ -59,6 +60,11 @@ class WindowDataConfig:
     val_windows: int  # fixed validation windows, evenly spread over the split
     num_workers: int  # DataLoader worker processes
     seq_len: int | None  # tokens per window; None: the model's block_size (its longest)
+
+    def __post_init__(self) -> None:
+        at_least(1, batch_size=self.batch_size, val_windows=self.val_windows,
+                 seq_len=self.seq_len)  # fmt: skip
+        at_least(0, num_workers=self.num_workers)
 
     def window(self, block_size: int) -> int:
         """The window length for a model reading at most ``block_size`` tokens."""

@@ -34,6 +34,7 @@ from llmworks.finetune.classifier import task_tokenizer as framing_tokenizer
 from llmworks.finetune.probe import frozen_states
 from llmworks.finetune.task import Task
 from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.tokenization.files import read_tokenizer
 
 POOLINGS = ("last", "mean")
 
@@ -88,7 +89,7 @@ def pretrained(cfg: DictConfig, paths: Paths) -> tuple[GPT, Path, str, str]:
             raise LlmworksError(f"{where}: no {TOKENIZER_FILE} in {base}")
         eos = getattr(read_config(base), "eos_token_id", None)
         eos = eos[0] if isinstance(eos, list) else eos
-        eot = g.eot_token or (Tokenizer.from_file(str(tok)).id_to_token(eos) if eos else None)
+        eot = g.eot_token or (read_tokenizer(tok).id_to_token(eos) if eos else None)
         if eot is None:
             raise LlmworksError(
                 f"{where}: the checkpoint names no eos token; set finetune.gpt.eot_token"
@@ -140,7 +141,7 @@ def build_classifier(config: ClassifierConfig) -> GPTClassifier:
 def task_tokenizer(tokenizer_json: Path, config: ClassifierConfig) -> Tokenizer:
     """The GPT tokenizer appending the end-of-text token to each text, cut to ``max_len``
     (the end-of-text token kept), padded on the right."""
-    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok = read_tokenizer(tokenizer_json)
     eot = config.frame["eot"]
     eot_id = tok.token_to_id(eot)
     if eot_id is None:

@@ -13,6 +13,7 @@ decoded with its KV cache::
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,9 @@ from llmworks.generation import EOT, stream
 from llmworks.models.checkpoints import is_hf_checkpoint, looks_like_hub_id
 from llmworks.models.persistence import CONFIG_FILE, WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.tokenization.files import read_tokenizer
 
+log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -76,9 +79,8 @@ class Codec:
 
 
 def our_codec(tokenizer_json: Path) -> Codec:
-    from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(str(tokenizer_json))
+    tok = read_tokenizer(tokenizer_json)
     eot = tok.token_to_id(EOT)
     return Codec(
         encode=lambda text: tok.encode(text).ids or ([eot] if eot is not None else []),
@@ -127,15 +129,43 @@ def load(cfg: DictConfig) -> tuple[GPT, Codec]:
     return model, hf_codec(files)
 
 
+def check_sampling(cfg: DictConfig) -> None:
+    """The sampling settings in their domains, as transformers' ``generate`` defines them
+    (``top_k=0`` is off, ``top_p`` in [0, 1] where 0 keeps the top token), before any model
+    is loaded."""
+    if str(cfg.dtype) not in DTYPES:
+        raise LlmworksError(f"dtype={cfg.dtype!r}: expected one of {sorted(DTYPES)}")
+    checks = [
+        ("max_new_tokens", cfg.max_new_tokens, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+        ("temperature", cfg.temperature, lambda v: v >= 0, ">= 0 (0 is greedy)"),
+        ("top_k", cfg.top_k, lambda v: v is None or isinstance(v, int) and v >= 0, "an integer >= 0 (0 or null: off)"),
+        ("top_p", cfg.top_p, lambda v: v is None or 0 <= v <= 1, "in [0, 1] (1 or null: off)"),
+        ("repetition_penalty", cfg.repetition_penalty, lambda v: v > 0, "> 0 (1 is off)"),
+        ("no_repeat_ngram_size", cfg.no_repeat_ngram_size, lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0 is off)"),
+    ]  # fmt: skip
+    for name, value, ok, domain in checks:
+        try:
+            good = ok(value)
+        except TypeError:
+            good = False
+        if not good:
+            raise LlmworksError(f"{name}={value}: must be {domain}")
+
+
 def generate_text(cfg: DictConfig, out: TextIO = sys.stdout) -> str:
     """Continue ``cfg.prompt`` (or answer it, ``chat=true``) and stream the new text to
     ``out``; returns prompt + new text."""
-    if str(cfg.dtype) not in DTYPES:
-        raise LlmworksError(f"dtype={cfg.dtype!r}: expected one of {sorted(DTYPES)}")
+    check_sampling(cfg)
     model, codec = load(cfg)
     if cfg.chat and codec.chat is None:
         raise LlmworksError("chat=true, but this model's tokenizer has no chat template")
     ids = codec.chat(str(cfg.prompt)) if cfg.chat else codec.encode(str(cfg.prompt))
+    context = int(model.config.block_size)
+    if len(ids) > context:
+        log.warning(
+            "the prompt is %d tokens, longer than the model's context of %d: kept its last %d "
+            "(%d dropped from the start)", len(ids), context, context, len(ids) - context,
+        )  # fmt: skip
     stops = codec.stops if cfg.stop_at_eot else []
     generator = torch.Generator().manual_seed(int(cfg.seed))
     new: list[int] = []

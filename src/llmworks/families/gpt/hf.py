@@ -31,6 +31,7 @@ from llmworks.families.gpt.model import GPT, GPTConfig
 from llmworks.models.checkpoints import Weights, load_state, read_config, resolve
 from llmworks.paths import TOKENIZER_FILE
 from llmworks.spec import Built, require_exportable
+from llmworks.tokenization.files import read_tokenizer
 
 EOT, PAD, UNK = "<|endoftext|>", "[PAD]", "[UNK]"
 CLASSES = {
@@ -453,10 +454,9 @@ def _fused_experts(state: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, 
 
 def hf_tokenizer(tokenizer_json: str | Path):
     """The trained ``tokenizers`` JSON as a ``PreTrainedTokenizerFast`` with GPT special tokens."""
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    vocab = Tokenizer.from_file(str(tokenizer_json)).get_vocab()
+    vocab = read_tokenizer(tokenizer_json).get_vocab()
     if EOT not in vocab:
         raise LlmworksError(f"{tokenizer_json} has no {EOT} token; train the GPT tokenizer with it")
     extra = {"pad_token": PAD} if PAD in vocab else {"pad_token": EOT}

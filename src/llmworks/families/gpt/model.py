@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmworks.domains import at_least, fraction, positive
 from llmworks.models.layers import (
     MLP,
     ROPE_SCALINGS,
@@ -64,6 +65,14 @@ class GPTConfig:
     hf_type: str | None = None  # transformers model_type to export as; None: simplest equal
 
     def __post_init__(self) -> None:
+        at_least(1, vocab_size=self.vocab_size, block_size=self.block_size,
+                 n_layer=self.n_layer, n_head=self.n_head, n_kv_head=self.n_kv_head,
+                 d_model=self.d_model, d_hidden=self.d_hidden, n_expert=self.n_expert,
+                 top_k=self.top_k, window=self.window, head_dim=self.head_dim)  # fmt: skip
+        positive(rope_base=self.rope_base, norm_eps=self.norm_eps)
+        fraction(dropout=self.dropout)
+        if self.mlp == "moe" and self.top_k > self.n_expert:
+            raise ValueError(f"GPTConfig.top_k={self.top_k}: must be <= n_expert={self.n_expert}")
         self.n_kv_head = self.n_kv_head or self.n_head
         if self.d_hidden is None:
             if self.mlp == "gelu":

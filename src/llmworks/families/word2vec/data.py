@@ -11,11 +11,11 @@ import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tokenizers import Tokenizer
 
 from llmworks.corpus.prepare import corpus_fingerprint, load_corpus
 from llmworks.data.samplers import EvalSampler, loader_generator, rank_and_world, resume_point
 from llmworks.data.shards import open_shards
+from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.word2vec.pairs import (
     Corpus,
@@ -26,6 +26,7 @@ from llmworks.families.word2vec.pairs import (
 )
 from llmworks.families.word2vec.vocab import WordVocab
 from llmworks.paths import Paths
+from llmworks.tokenization.files import read_tokenizer
 from llmworks.tokenization.words import token_as_word, tokenize
 
 
@@ -38,6 +39,11 @@ class Word2VecDataConfig:
     batch_words: int  # kept corpus words per Lightning batch ...
     step_words: int  # ... cut into SGD steps of this many
     val_words: int  # validation: the first words of the validation split
+
+    def __post_init__(self) -> None:
+        at_least(1, window=self.window, batch_words=self.batch_words,
+                 step_words=self.step_words, val_words=self.val_words)  # fmt: skip
+        at_least(0, sample=self.sample)
 
 
 class Word2VecData(L.LightningDataModule):
@@ -127,7 +133,7 @@ def subword_corpus(
     end-of-text separators are dropped."""
     tok_json = paths.trained_tokenizer(name)
     shards = open_shards(paths.tokens(name), tok_json)
-    tok = Tokenizer.from_file(str(tok_json))
+    tok = read_tokenizer(tok_json)
     V = shards.vocab_size
     first = np.asarray(shards.split(splits[0]).tokens, dtype=np.int64)
     counts = np.bincount(first, minlength=V)

@@ -15,6 +15,7 @@ from llmworks.families.word2vec.module import VOCAB_FILE
 from llmworks.families.word2vec.vectors import averaged_vectors
 from llmworks.families.word2vec.vocab import WordVocab
 from llmworks.paths import TOKENIZER_FILE, Paths
+from llmworks.tokenization.files import read_tokenizer
 
 
 def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embedder:
@@ -25,7 +26,5 @@ def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embed
     vectors = Word2Vec.load(path).vectors.numpy()
     subword = None
     if (path / TOKENIZER_FILE).is_file():
-        from tokenizers import Tokenizer
-
-        subword = Tokenizer.from_file(str(path / TOKENIZER_FILE))
+        subword = read_tokenizer(path / TOKENIZER_FILE)
     return averaged_vectors(vocab.words, vectors, bool(cfg.word2vec.lowercase), subword)

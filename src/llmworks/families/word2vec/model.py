@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from llmworks.domains import at_least
 from llmworks.models.persistence import load_model_dir, save_model_dir
 
 
@@ -37,6 +38,10 @@ class Word2VecConfig:
     sg: bool  # skip-gram; False is CBOW (mean of the context vectors)
     negative: int  # noise words per example
     group: int  # examples sharing one draw of negatives
+
+    def __post_init__(self) -> None:
+        at_least(1, vocab_size=self.vocab_size, dim=self.dim,
+                 negative=self.negative, group=self.group)  # fmt: skip
 
 
 def _rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.domains import at_least, positive
 from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, corpora
 from llmworks.families.word2vec.model import Word2Vec, Word2VecConfig
 from llmworks.families.word2vec.pairs import NegativeSampler
@@ -37,6 +38,10 @@ class Word2VecOptimConfig:
 
     alpha: float
     min_alpha: float
+
+    def __post_init__(self) -> None:
+        positive(alpha=self.alpha)
+        at_least(0, min_alpha=self.min_alpha)
 
 
 class SkipGramScores(TokenMeans):
