@@ -265,3 +265,23 @@ def test_hub_corpus_without_network_fails_fast_even_without_offline_flag(tmp_pat
     )
     _assert_user_error(result, "unreachable", "corpus=local")
     assert time.monotonic() - start < 30
+
+
+def test_normalization_strips_terminal_escapes_and_control_characters() -> None:
+    from llmworks.corpus.clean import normalize_text
+
+    coloured = (
+        "\x1b[33mWARN\x1b[0m: disk\x07 full\x00 now\tthen\x0c ok\n\n\n\nnext \x1b]0;t\x07para"
+    )
+    assert normalize_text(coloured) == "WARN: disk full now then ok\n\nnext para"
+    assert normalize_text("Ёлка й café\n\nZürich") == "Ёлка й café\n\nZürich"  # letters stay
+
+
+def test_a_document_cap_says_how_many_documents_it_kept(tmp_path: Path, text_corpus: Path) -> None:
+    from conftest import local_corpus_overrides, run_stage, stage_overrides
+
+    proc = run_stage("prepare_corpus", *stage_overrides(None, tmp_path),
+                     *local_corpus_overrides(text_corpus), "corpus.max_documents=5",
+                     "logger=none")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "corpus.max_documents=5: kept 5 of 72 documents" in proc.stdout + proc.stderr

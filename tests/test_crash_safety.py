@@ -68,17 +68,28 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
     proc.wait()
 
 
+@pytest.fixture(scope="module")
+def uninterrupted(repo: Path, tmp_path_factory: pytest.TempPathFactory):
+    """``train_metrics`` of an uninterrupted run of a family with the repo's params, trained
+    once per module into a side directory: what every interrupted run must end at."""
+    done: dict[str, dict] = {}
+
+    def metrics(family: str) -> dict:
+        if family not in done:
+            out = tmp_path_factory.mktemp(f"straight-{family}")
+            proc = train_direct(repo, family, out)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            done[family] = train_metrics(out, family)
+        return done[family]
+
+    return metrics
+
+
 @pytest.mark.parametrize("family", ["word2vec", "bert", "gpt"])
-def test_a_killed_training_stage_resumes_under_dvc_repro(repo: Path, family: str, tmp_path) -> None:
-    # the uninterrupted run, with the same params, into a side directory
-    side = [f"paths.{p}={tmp_path / p}" for p in ("models", "runs", "metrics")]
-    straight = sh(
-        sys.executable, "pipelines/train.py", "--config-dir", ".", "--config-name",
-        "params", "hydra.run.dir=.", "hydra.output_subdir=null", f"family={family}", *side,
-        cwd=repo,
-    )  # fmt: skip
-    assert straight.returncode == 0
-    expected = train_metrics(tmp_path, family)
+def test_a_killed_training_stage_resumes_under_dvc_repro(
+    repo: Path, family: str, uninterrupted
+) -> None:
+    expected = uninterrupted(family)
 
     last = repo / "runs" / family / "checkpoints" / "last.ckpt"
     proc = start(["dvc", "repro", f"train@{family}"], repo)
@@ -164,7 +175,14 @@ def train_direct(repo: Path, family: str, out: Path, *extra: str) -> subprocess.
     ],
 )
 def test_a_preempted_stage_saves_where_it_stopped_and_resumes_exactly(
-    repo: Path, family: str, name: str, phase: str, step: int, stops_at: int, tmp_path: Path
+    repo: Path,
+    family: str,
+    name: str,
+    phase: str,
+    step: int,
+    stops_at: int,
+    tmp_path: Path,
+    uninterrupted,
 ) -> None:
     """SIGTERM (a scheduler's preemption) or SLURM's SIGUSR1, in training or in the middle
     of a validation: the stage saves last.ckpt at the step it stopped, says so in one line,
@@ -174,12 +192,7 @@ def test_a_preempted_stage_saves_where_it_stopped_and_resumes_exactly(
         f"+callbacks.signal_at={{_target_:signal_at.SignalAt,step:{step},"
         f"once:'{once}',name:{name},phase:{phase}}}"
     )
-    once.touch()  # the uninterrupted run: the same config, the signal already "sent"
-    straight = train_direct(repo, family, tmp_path / "straight", signal_at)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    expected = train_metrics(tmp_path / "straight", family)
-
-    once.unlink()
+    expected = uninterrupted(family)  # a callback that sends nothing changes nothing
     out = tmp_path / "stopped"
     wandb = ["logger.mode=offline", f"logger.dir={out}"]
     stopped = train_direct(repo, family, out, signal_at, *wandb)
@@ -223,15 +236,13 @@ def torch_load(path: Path) -> dict:
 
 
 def test_sigterm_under_dvc_exp_run_stops_the_stage_and_the_rerun_resumes(
-    repo: Path, tmp_path: Path
+    repo: Path, uninterrupted
 ) -> None:
     """SIGTERM to the whole job, as SLURM sends it to every process of a step, while
     ``dvc exp run`` trains: DVC reports an unfinished stage (not a missing output), the
     stage's last.ckpt holds the step it stopped at, and the next ``dvc exp run`` resumes
     from it and ends where an uninterrupted run ends."""
-    straight = train_direct(repo, "gpt", tmp_path)
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    expected = train_metrics(tmp_path, "gpt")
+    expected = uninterrupted("gpt")
 
     runs = repo / "runs" / "gpt"
     shutil.rmtree(runs, ignore_errors=True)

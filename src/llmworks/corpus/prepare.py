@@ -59,7 +59,13 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
         )
         docs = _drop_empty_and_duplicates(docs)
         if corpus.max_documents:
+            cleaned = len(docs)
             docs = _first_documents(docs, int(corpus.max_documents), per_split=by_source)
+            if len(docs) < cleaned:
+                log.info(
+                    "corpus.max_documents=%d: kept %d of %d documents (the first after "
+                    "cleaning)", int(corpus.max_documents), len(docs), cleaned,
+                )  # fmt: skip
         if len(docs) == 0:
             raise LlmworksError(f"corpus {corpus.name!r} has no non-empty documents")
         dataset = datasets.DatasetDict(
