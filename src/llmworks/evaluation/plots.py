@@ -77,7 +77,8 @@ def plot_word_map(
             color="tab:red" if word in marked else "0.25",
         )
     name = {"pca": "PCA", "tsne": "t-SNE"}.get(method, method)
-    ax.set_title(f"{name} map of word vectors (probe words in red)")
+    shown = marked & set(words)
+    ax.set_title(f"{name} map of word vectors" + (" (probe words in red)" if shown else ""))
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()

@@ -71,13 +71,20 @@ def evaluate(rec: Recorder) -> None:
     probes = list(dict.fromkeys(p for p in probes if p in kv.key_to_index))
     metrics = word_benchmarks(kv, s.min_word_pairs) | {"vocab_size": len(vocab.words)}
     rec.record("word2vec", metrics, "Word similarity and analogies")
-    near = neighbours(kv, probes, k=8)
-    rec.table(
-        "word2vec_neighbours",
-        "Nearest neighbours of the probe words",
-        ["word", "neighbours"],
-        [[p, ", ".join(f"{n} ({s:.2f})" for n, s in ns)] for p, ns in near.items()],
-    )
+    if probes:
+        near = neighbours(kv, probes, k=8)
+        rec.table(
+            "word2vec_neighbours",
+            "Nearest neighbours of the probe words",
+            ["word", "neighbours"],
+            [[p, ", ".join(f"{n} ({s:.2f})" for n, s in ns)] for p, ns in near.items()],
+        )
+    else:  # an empty table would say nothing; say why
+        rec.skip(
+            "word2vec neighbours",
+            f"none of the probe words {list(map(str, s.probe_words))[:8]} is in this "
+            "corpus's vocabulary; set evaluate.word2vec.probe_words to words of the corpus",
+        )
     wm = s.word_map
     skip = min(wm.skip_most_frequent, max(len(vocab.words) - wm.n_words, 0))
     chosen = list(dict.fromkeys(probes + list(vocab.words[skip : skip + wm.n_words])))
