@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 from lightning.pytorch.callbacks import Callback
@@ -32,3 +33,21 @@ class SignalAt(Callback):
         late_enough = trainer.global_step >= self.step
         if self.phase == "validation" and not trainer.sanity_checking and late_enough:
             self._fire()
+
+
+class PauseAt(Callback):
+    """Holds training after step ``step`` until the process receives SIGTERM (at most
+    ``timeout`` seconds), writing the file ``ready`` as it starts to wait: a signal sent from
+    outside once ``ready`` exists lands at that step however fast training runs. Does
+    nothing when ``ready`` exists already (the rerun)."""
+
+    def __init__(self, step: int, ready: str, timeout: float = 120.0):
+        self.step, self.ready, self.timeout = step, Path(ready), timeout
+
+    def on_train_batch_end(self, trainer, *args, **kwargs) -> None:
+        if trainer.global_step != self.step or self.ready.exists():
+            return
+        self.ready.touch()
+        end = time.monotonic() + self.timeout
+        while not trainer.received_sigterm and time.monotonic() < end:
+            time.sleep(0.02)

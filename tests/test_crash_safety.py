@@ -42,9 +42,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
-    """A command in its own process group, so SIGKILL reaches DVC and the stage it runs."""
-    env = {**os.environ, **OFFLINE_ENV}
+def start(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A command in its own process group, so a signal reaches DVC and the stage it runs."""
+    env = {**os.environ, **OFFLINE_ENV, **(env or {})}
     return subprocess.Popen(
         cmd,
         cwd=cwd,
@@ -55,8 +55,10 @@ def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
-    """SIGKILL the whole process group as soon as ``ready()`` holds."""
+def kill_when(
+    proc: subprocess.Popen, ready, sig: int = signal.SIGKILL, timeout: float = 300
+) -> None:
+    """Send ``sig`` to the whole process group as soon as ``ready()`` holds."""
     end = time.monotonic() + timeout
     while not ready():
         assert proc.poll() is None, (
@@ -64,8 +66,8 @@ def kill_when(proc: subprocess.Popen, ready, timeout: float = 300) -> None:
         )
         assert time.monotonic() < end, "never got ready to be killed"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.killpg(proc.pid, sig)
+    proc.wait(timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -236,37 +238,37 @@ def torch_load(path: Path) -> dict:
 
 
 def test_sigterm_under_dvc_exp_run_stops_the_stage_and_the_rerun_resumes(
-    repo: Path, uninterrupted
+    repo: Path, uninterrupted, tmp_path: Path
 ) -> None:
     """SIGTERM to the whole job, as SLURM sends it to every process of a step, while
     ``dvc exp run`` trains: DVC reports an unfinished stage (not a missing output), the
     stage's last.ckpt holds the step it stopped at, and the next ``dvc exp run`` resumes
     from it and ends where an uninterrupted run ends."""
-    expected = uninterrupted("gpt")
+    expected = uninterrupted("gpt")  # a callback that only waits changes nothing
 
     runs = repo / "runs" / "gpt"
     shutil.rmtree(runs, ignore_errors=True)
     last = runs / "checkpoints" / "last.ckpt"
-    # dvc exp run composes params.yaml from conf/ and -S (the fixture's params, again)
-    exp_run = ["dvc", "exp", "run", *[x for a in LONGER for x in ("-S", a)], "train@gpt"]
-    proc = start(exp_run, repo)
-    end = time.monotonic() + 300
+    ready = tmp_path / "paused"  # training holds at step 12 (checkpoints every 5) for the signal
+    pause = f"+callbacks.pause={{_target_:signal_at.PauseAt,step:12,ready:'{ready}'}}"
+    # forced, this stage only: an earlier test may have trained it with these params already
+    settings = [x for a in [*LONGER, pause] for x in ("-S", a)]
+    exp_run = ["dvc", "exp", "run", "--force", "--single-item", *settings, "train@gpt"]
+    tests_on_path = {"PYTHONPATH": str(REPO / "tests")}
+    proc = start(exp_run, repo, tests_on_path)
     try:
-        while not (last.is_file() and torch_load(last)["global_step"] >= 10):
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-            assert time.monotonic() < end, "training never reached step 10"
-            time.sleep(0.05)
+        kill_when(proc, ready.is_file, signal.SIGTERM)
     except BaseException:
-        os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
         raise
-    os.killpg(proc.pid, signal.SIGTERM)
-    said = proc.communicate(timeout=120)[0].decode()
+    said = proc.stdout.read().decode()
     assert proc.returncode != 0, said[-3000:]
-    stopped = torch_load(last)["global_step"]
-    assert f"llmworks: stopped by SIGTERM at step {stopped}" in said, said[-3000:]
+    assert torch_load(last)["global_step"] == 12
+    assert "llmworks: stopped by SIGTERM at step 12" in said, said[-3000:]
     assert "does not exist" not in said
 
-    rerun = sh(*exp_run, cwd=repo)
+    rerun = sh(*exp_run, cwd=repo, env=tests_on_path)
     assert f"resuming from {Path('runs') / 'gpt' / 'checkpoints' / 'last.ckpt'}" in (
         rerun.stdout + rerun.stderr
     )
