@@ -33,7 +33,8 @@ from llmworks.families.bert.hf import to_hf
 from llmworks.families.bert.model import Bert, BertConfig
 from llmworks.training.optim import OptimConfig, configure_adamw
 
-# conf/bert/default.yaml (with its 8192-token WordPiece vocabulary)
+# conf/bert/<preset>.yaml (default: the default's, with its 8192-token WordPiece vocabulary);
+# set by --preset before anything is built
 BERT = compose_config(["bert=default"]).bert
 OPTIM = typed(OptimConfig, BERT.optim, "bert.optim")
 
@@ -106,9 +107,27 @@ class Trainee:
         self.optimizer, self.sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
 
     def step(self, batch: dict) -> float:
-        """Seconds for one training step (forward, backward, clip, AdamW, schedule)."""
+        """Seconds for one training step (forward, backward, clip, AdamW, schedule); on a GPU
+        under bf16 autocast, as ``trainer=gpu`` trains (both contestants alike)."""
         start = time.perf_counter()
         b = {k: v.to(self.device) for k, v in batch.items()}
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if self.device == "cuda"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            loss = self.loss(b)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.sched.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    def loss(self, b: dict) -> torch.Tensor:
         if self.kind == "hf":
             loss = self.model(
                 input_ids=b["input_ids"],
@@ -120,14 +139,7 @@ class Trainee:
             loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["labels"].flatten())
         else:
             loss = self.model(b["input_ids"], b["attention_mask"], labels=b["labels"])[1]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.sched.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return loss
 
 
 def main() -> None:
@@ -138,6 +150,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--preset", default="default", help="conf/bert/<preset> (bert_base)")
     parser.add_argument(
         "--ablate",
         action="store_true",
@@ -146,11 +159,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    global BERT, OPTIM
+    BERT = compose_config([f"bert={args.preset}"]).bert
+    OPTIM = typed(OptimConfig, BERT.optim, "bert.optim")
     seq_len = BERT.data.max_seq_len
     if args.data:
         batches, vocab = real_batches(args.data, args.batch_size, seq_len, args.steps)
     else:
-        batches, vocab = synthetic_batches(args.batch_size, seq_len, args.steps), 8192
+        # the default's 8192-token WordPiece; bert_base's as published (30522)
+        vocab = 30522 if args.preset == "bert_base" else 8192
+        batches = synthetic_batches(args.batch_size, seq_len, args.steps, vocab)
     cfg = typed(BertConfig, BERT.model, "bert.model", vocab_size=vocab, pad_id=0)
     padding = 1 - sum(int(b["attention_mask"].sum()) for b in batches) / sum(
         b["attention_mask"].numel() for b in batches

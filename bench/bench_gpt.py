@@ -3,7 +3,7 @@
     python bench/bench_gpt.py train    # Lightning step vs a plain PyTorch loop (framework overhead)
     python bench/bench_gpt.py hf       # our GPT vs HF GPT2LMHeadModel of the same size, plain loop
     python bench/bench_gpt.py decode   # KV-cache vs no-cache greedy decoding of 256 new tokens
-    python bench/bench_gpt.py mfu      # GPU only: gpt2_124m, bf16, torch.compile
+    python bench/bench_gpt.py mfu      # GPU: gpt2_124m, bf16, torch.compile; tokens/s, MFU
 
 The CPU may be shared with other work: every comparison alternates its contestants in
 rounds (A, B, A, B, ...) and reports medians, so a busy neighbour slows both alike.
@@ -32,7 +32,6 @@ from llmworks.families.gpt.module import CausalLM
 from llmworks.generation import generate
 from llmworks.spec import family
 from llmworks.training.fit import Run, build_callbacks, build_trainer
-from llmworks.training.logs import merge_sessions
 from llmworks.training.optim import OptimConfig, configure_adamw
 
 # the presets of conf/gpt/ with an 8192-token BPE vocabulary (the default's)
@@ -218,22 +217,60 @@ def bench_decode(args) -> dict:
     return res
 
 
+def matmul_peak(n: int = 8192, repeats: int = 10) -> float:
+    """The chip's dense bf16 rate, measured: FLOP/s of an n x n x n bf16 matrix product (mean
+    of ``repeats`` after three warm-ups). MFU is reported against this, in the same run, and
+    against the datasheet figure Lightning's table holds."""
+    a, b = (torch.randn(n, n, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * n**3 * repeats / (start.elapsed_time(end) / 1e3)
+
+
 def bench_mfu(args) -> dict:
-    """gpt2_124m (vocabulary padded to 50304) in bf16 with torch.compile, trained as the stage
-    trains it; tokens/s and MFU from Lightning's ThroughputMonitor (its per-device, per-dtype
-    peak FLOPs table), median over the run after the first windows."""
-    if not torch.cuda.is_available():
-        raise SystemExit("mfu needs a GPU")
-    g = compose_config(["gpt=gpt2_124m"]).gpt
-    cfg = typed(GPTConfig, g.model, "gpt.model", vocab_size=50304)
+    """A GPT preset (gpt2_124m: vocabulary padded to 50304) in bf16 with torch.compile,
+    trained as the stage trains it (``trainer=gpu``); tokens/s over the steps after
+    ``--warmup`` (compilation included in those), and MFU = the model's training FLOPs per
+    token (6N + attention, PaLM appendix B) x tokens/s over the matmul peak measured here.
+    With ``--cpu`` (a dry run of the GPU check): the same path on the CPU, eager, no MFU."""
+    on_gpu = torch.cuda.is_available() and not args.cpu
+    g = compose_config([f"gpt={args.preset}"]).gpt
+    vocab = 50304 if args.preset == "gpt2_124m" else VOCAB
+    cfg = typed(GPTConfig, g.model, "gpt.model", vocab_size=vocab)
     loader = batches(cfg, args.batch_size, args.steps)
-    module = CausalLM(cfg, typed(OptimConfig, g.optim, "gpt.optim"), None, compile=True)
-    log = merge_sessions([fit_like_the_stage(module, loader, ["trainer=gpu"], [])])
-    rows = [r for _, r in sorted(log.items()) if "train/device/mfu" in r][args.warmup // 5 :]
-    return {
-        "tokens_per_s": statistics.median(r["train/device/items_per_sec"] for r in rows),
-        "mfu": statistics.median(r["train/device/mfu"] for r in rows),
+    module = CausalLM(cfg, typed(OptimConfig, g.optim, "gpt.optim"), None, compile=on_gpu)
+    clock = StepClock()
+    trainer = ["trainer=gpu"] if on_gpu else ["trainer=cpu"]
+    fit_like_the_stage(module, loader, trainer, [clock])
+    t = clock.times[args.warmup :]
+    tokens_per_s = (len(t) - 1) * args.batch_size * cfg.block_size / (t[-1] - t[0])
+    out = {
+        "preset": args.preset,
+        "batch": [args.batch_size, cfg.block_size],
+        "params": module.model.num_params(non_embedding=False),
+        "tokens_per_s": round(tokens_per_s),
     }
+    if on_gpu:
+        from lightning.fabric.utilities.throughput import get_available_flops
+
+        achieved = module.model.flops_per_token(cfg.block_size) * tokens_per_s
+        peak = matmul_peak()
+        sheet = get_available_flops(torch.device("cuda"), torch.bfloat16)
+        out |= {
+            "model_tflops": round(achieved / 1e12, 1),
+            "matmul_peak_tflops": round(peak / 1e12, 1),
+            "mfu_vs_measured_peak": round(achieved / peak, 3),
+            "datasheet_bf16_tflops": round(sheet / 1e12, 1) if sheet else None,
+            "mfu_vs_datasheet": round(achieved / sheet, 3) if sheet else None,
+            "max_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
+        }
+    return out
 
 
 def main() -> None:
@@ -245,6 +282,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--preset", default="gpt2_124m", help="mfu: the conf/gpt/ preset")
+    parser.add_argument("--cpu", action="store_true", help="mfu: dry run on the CPU")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -122,15 +122,18 @@ class Word2VecModule(ScoredModule):
         losses = []
         # One Lightning batch holds many small SGD steps: small steps keep the summed
         # updates of frequent words stable, one batch per many steps keeps Lightning's
-        # per-batch overhead off the hot loop.
-        for lo, hi in zip(steps[:-1], steps[1:], strict=True):
-            if hi > lo:
-                n = -(-(hi - lo) // group) * k
-                negatives = self.sampler(n, generator).view(-1, k).to(self.device)
-                losses.append(
-                    self.model.sgd_step(inputs[lo:hi], outputs[lo:hi], negatives, self.lr())
-                )
-            self.words_seen += words_per_step
+        # per-batch overhead off the hot loop. The steps are float32 arithmetic on float32
+        # tables, written out by hand: a mixed-precision autocast (trainer=gpu's bf16-mixed)
+        # would cast some of their products and not others.
+        with torch.autocast(self.device.type, enabled=False):
+            for lo, hi in zip(steps[:-1], steps[1:], strict=True):
+                if hi > lo:
+                    n = -(-(hi - lo) // group) * k
+                    negatives = self.sampler(n, generator).view(-1, k).to(self.device)
+                    losses.append(
+                        self.model.sgd_step(inputs[lo:hi], outputs[lo:hi], negatives, self.lr())
+                    )
+                self.words_seen += words_per_step
         optimizer.param_groups[0]["lr"] = self.lr()  # what the learning-rate monitor reads
         optimizer.step()
         if losses:
