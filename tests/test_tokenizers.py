@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,30 @@ def test_wordpiece_frames_with_cls_and_sep(trained: tuple[Path, list[str]]) -> N
     enc = tok.encode("The Quick brown fox")
     assert enc.tokens[0] == "[CLS]" and enc.tokens[-1] == "[SEP]"
     assert "the" in enc.tokens  # lower-cased
+
+
+def test_wordpiece_and_bpe_train_byte_identical_in_another_process(
+    trained: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """The Rust WordPiece trainer numbers its ``##c`` symbols in hash-map order, which
+    changes from process to process (huggingface/tokenizers#1794); ours pins them first. A
+    second run of the stage, in a new process, on the same corpus gives the same bytes, and
+    the pinned symbols are plain vocabulary entries, not special tokens."""
+    root, overrides = trained
+    shutil.copytree(root.parent / "corpus", tmp_path / "data" / "corpus")
+    again = run_stage(
+        "train_tokenizer", *overrides, f"paths.data={tmp_path / 'data'}", "+only=[wordpiece,bpe]"
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name in ("wordpiece", "bpe"):
+        first = (root / name / "tokenizer.json").read_bytes()
+        assert (tmp_path / "data" / "tokenizers" / name / "tokenizer.json").read_bytes() == first
+    wordpiece = json.loads((root / "wordpiece" / "tokenizer.json").read_text())
+    continuations = [t for t in wordpiece["model"]["vocab"] if t.startswith("##")]
+    assert len(continuations) > 20  # enough for a hash order to show
+    assert all(not t["content"].startswith("##") for t in wordpiece["added_tokens"])
+    tok = Tokenizer.from_file(str(root / "wordpiece" / "tokenizer.json"))
+    assert "##s" not in tok.encode("##s", add_special_tokens=False).tokens  # no special match
 
 
 def test_vocab_smaller_than_alphabet_fails_and_keeps_old_tokenizer(

@@ -14,6 +14,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from tokenizers import trainers as tk_trainers
 
 from llmworks.errors import LlmworksError
+from llmworks.tokenization.pinned import PinnedSymbols
 
 TYPES = ("bpe", "wordpiece", "unigram")
 
@@ -74,9 +75,14 @@ class TokenizerSpec:
         return (256 if self.type == "bpe" else 1) + len(self.special_tokens)
 
 
-def build_tokenizer(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
-    """An untrained tokenizer and its trainer, ready for ``train_from_iterator``."""
-    return {"bpe": _byte_level_bpe, "wordpiece": _wordpiece, "unigram": _unigram}[spec.type](spec)
+def build_tokenizer(
+    spec: TokenizerSpec, pinned: PinnedSymbols | None = None
+) -> tuple[Tokenizer, tk_trainers.Trainer]:
+    """An untrained tokenizer and its trainer, ready for ``train_from_iterator``; ``pinned``:
+    the WordPiece trainer's starting symbols, fixed in advance (llmworks/tokenization/pinned.py)."""
+    if spec.type == "wordpiece":
+        return _wordpiece(spec, pinned)
+    return {"bpe": _byte_level_bpe, "unigram": _unigram}[spec.type](spec)
 
 
 def _byte_level_bpe(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
@@ -106,7 +112,9 @@ def _byte_level_bpe(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer
     return tok, trainer
 
 
-def _wordpiece(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
+def _wordpiece(
+    spec: TokenizerSpec, pinned: PinnedSymbols | None
+) -> tuple[Tokenizer, tk_trainers.Trainer]:
     tok = Tokenizer(models.WordPiece(unk_token=spec.unk_token))
     tok.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=spec.lowercase
@@ -116,8 +124,11 @@ def _wordpiece(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
     trainer = tk_trainers.WordPieceTrainer(
         vocab_size=spec.vocab_size,
         min_frequency=spec.min_frequency,
-        special_tokens=list(spec.special_tokens),
-        limit_alphabet=spec.limit_alphabet,
+        special_tokens=list(spec.special_tokens) + (pinned.continuations if pinned else []),
+        # pinned: the alphabet given whole (its characters outrank all others, and the limit
+        # then removes exactly the others)
+        limit_alphabet=len(pinned.alphabet) if pinned else spec.limit_alphabet,
+        initial_alphabet=pinned.alphabet if pinned else [],
         continuing_subword_prefix="##",
         show_progress=True,
     )

@@ -18,6 +18,7 @@ from llmworks.errors import LlmworksError
 from llmworks.io import scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
+from llmworks.tokenization.pinned import pinned_symbols, unpin, word_counts
 from llmworks.tokenization.pretrained import PretrainedSpec, fetch, unk_token
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
@@ -62,8 +63,13 @@ def batch_iterator(split: datasets.Dataset, batch_size: int = 1000) -> Iterator[
 
 
 def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
-    """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet."""
+    """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet. WordPiece
+    starts from symbols fixed in advance, so that it trains the same twice (pinned.py)."""
     tok, trainer = build_tokenizer(spec)
+    pinned = None
+    if spec.type == "wordpiece":
+        pinned = pinned_symbols(word_counts(tok, batch_iterator(train)), spec.limit_alphabet)
+        tok, trainer = build_tokenizer(spec, pinned)
     try:
         tok.train_from_iterator(batch_iterator(train), trainer=trainer, length=len(train))
     except Exception as exc:  # the Rust trainer reports a too-small vocabulary as a bare Exception
@@ -73,6 +79,8 @@ def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
                 "raise vocab_size"
             ) from exc
         raise
+    if pinned is not None:
+        tok = unpin(tok, pinned)
     got = tok.get_vocab_size()
     if got > spec.vocab_size:
         raise LlmworksError(
