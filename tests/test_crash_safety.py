@@ -275,3 +275,80 @@ def test_sigterm_under_dvc_exp_run_stops_the_stage_and_the_rerun_resumes(
     got = train_metrics(repo, "gpt")
     assert got["steps"] == expected["steps"]
     assert got["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-5)
+
+
+def experiments(repo: Path) -> dict[str, dict]:
+    """``dvc exp show``'s experiments by name: their params and metrics."""
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=repo).stdout)
+    return {
+        e["name"]: e["data"]
+        for row in shown
+        for e in row.get("experiments") or []
+        for e in ([e] if "data" in e else e.get("revs", []))
+    }
+
+
+def queue_done(repo: Path, timeout: float = 900) -> str:
+    """``dvc queue status`` once nothing is queued or running."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        status = sh("dvc", "queue", "status", cwd=repo).stdout
+        if "Queued" not in status and "Running" not in status:
+            return status
+        time.sleep(3)
+    raise AssertionError("the queue did not finish")
+
+
+@pytest.mark.parametrize("mode", ["queue", "temp"])
+def test_a_killed_experiment_in_a_temporary_workspace_resumes_when_run_again(
+    repo: Path, uninterrupted, tmp_path: Path, mode: str
+) -> None:
+    """``dvc exp run --queue`` and ``--temp`` train in a copy of the workspace that DVC
+    deletes when the experiment ends, failed or not. The run state lives in the main
+    workspace instead (``runs/exps/<key>/``): SIGKILL at step 23, the same experiment run
+    again resumes from its step-20 checkpoint and ends where an uninterrupted run ends."""
+    expected = uninterrupted("gpt")
+    once = tmp_path / "killed"
+    step = {"queue": 23, "temp": 24}[mode]  # two experiments: two run-state keys
+    kill = (
+        f"+callbacks.signal_at={{_target_:signal_at.SignalAt,step:{step},"
+        f"once:'{once}',name:SIGKILL}}"
+    )
+    settings = [x for a in [*LONGER, kill] for x in ("-S", a)]
+    env = {"PYTHONPATH": str(REPO / "tests")}
+    # a temporary workspace starts from the last commit: it needs the data stages' lock
+    sh("git", "add", "dvc.lock", cwd=repo)
+    sh("git", "commit", "-q", "--allow-empty", "-m", "data stages", cwd=repo)
+    before = set((repo / "runs" / "exps").glob("*"))
+
+    def run_once() -> None:
+        if mode == "queue":
+            sh("dvc", "exp", "run", "--queue", "--single-item", *settings, "train@gpt", cwd=repo)
+            sh("dvc", "queue", "start", cwd=repo, env=env)
+            queue_done(repo)
+        else:
+            sh("dvc", "exp", "run", "--temp", "--single-item", *settings, "train@gpt",
+               cwd=repo, env=env, check=False)  # fmt: skip
+
+    run_once()
+    assert once.is_file()  # killed at step 23
+    state = set((repo / "runs" / "exps").glob("*")) - before
+    assert len(state) == 1, state
+    run_dir = state.pop() / "gpt"
+    assert torch_load(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 20
+    assert not (run_dir / "finished").exists()
+
+    run_once()
+    assert (run_dir / "finished").is_file()
+    sessions = sorted(p.name.rsplit("-", 1)[1] for p in (run_dir / "csv").iterdir())
+    assert sessions == ["0", "1"]  # the second run resumed the first one's run
+    finished = [
+        gpt["data"]
+        for data in experiments(repo).values()
+        if "data" in (gpt := (data.get("metrics") or {}).get("metrics/train/gpt.json") or {})
+        and data["params"]["params.yaml"]["data"]["callbacks"].get("signal_at", {}).get("step")
+        == step
+    ]
+    assert len(finished) == 1, finished
+    assert finished[0]["steps"] == expected["steps"]
+    assert finished[0]["val_loss"] == pytest.approx(expected["val_loss"], abs=1e-5)

@@ -2,7 +2,7 @@
 override, run by `dvc queue start -j 2` in temporary workspaces that DVC deletes afterwards.
 Every stage's W&B run of both experiments must survive (written under DVC_ROOT), carry its
 experiment's overridden value in its config and its metrics, and the experiments compare in
-`dvc exp show`."""
+`dvc exp show`; each keeps its own training state under the main workspace's runs/exps/."""
 
 from __future__ import annotations
 
@@ -97,3 +97,8 @@ def test_a_queued_sweep_keeps_every_wandb_run_and_compares(tmp_path_factory) -> 
         for name, data in exps.items()
     }
     assert len(set(losses.values())) == 2  # the learning rate made a difference
+    # each experiment kept its own training state in the main workspace, not in the
+    # temporary one DVC deleted, and never shared it with the other
+    finished = sorted((repo / "runs" / "exps").glob("*/gpt/finished"))
+    assert len(finished) == 2 and len({p.read_text() for p in finished}) == 2
+    assert not (repo / "runs" / "gpt").exists()

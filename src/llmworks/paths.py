@@ -13,7 +13,9 @@ The roots come from ``paths`` in ``conf/config.yaml`` (relative to the working d
   Hugging Face export);
 - ``runs/<family>/``: the state of a training run that a rerun after a crash resumes from
   (``checkpoints/``, Lightning's CSV log, the W&B run id). Not a DVC output: DVC must not
-  delete it before a rerun, and optimizer state does not belong in the DVC cache;
+  delete it before a rerun, and optimizer state does not belong in the DVC cache. A queued
+  or ``--temp`` experiment keeps it in the main workspace, ``runs/exps/<key>/<family>/``
+  (``run_state_root``);
   ``runs/finetune/<model>/`` likewise for each model of the finetune stage;
 - ``metrics/``: ``train/<family>.json`` and ``train/<family>_{train,val}.csv`` of every
   training stage, ``finetune.json`` (+ ``finetune_predictions.json``) of the finetune stage,
@@ -23,14 +25,34 @@ The roots come from ``paths`` in ``conf/config.yaml`` (relative to the working d
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from llmworks.errors import LlmworksError
 
 TOKENIZER_FILE = "tokenizer.json"
+
+
+def run_state_root(cfg: DictConfig, runs: Path) -> Path:
+    """Where training state (checkpoints, logs) lives: ``paths.runs``, except in a temporary
+    workspace of ``dvc exp run --queue`` or ``--temp``. DVC deletes that workspace when the
+    experiment ends, failed or not, and a checkpoint inside it would die with it; there the
+    state goes to the main workspace, which DVC names in ``DVC_ROOT``, as
+    ``runs/exps/<key>/``. The key is a hash of the experiment's whole config (paths and
+    logger aside): the same experiment queued again finds its checkpoint and resumes, while
+    experiments that run side by side (``dvc queue start -j 2``) never share a directory."""
+    root = os.environ.get("DVC_ROOT")
+    if not root or runs.is_absolute() or Path(root).resolve() == Path.cwd().resolve():
+        return runs
+    settings = OmegaConf.to_container(cfg, resolve=True)
+    settings = {k: v for k, v in settings.items() if k not in ("paths", "logger")}
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return Path(root) / runs / "exps" / hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -44,7 +66,10 @@ class Paths:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> Paths:
         p = cfg.paths
-        return cls(*(Path(str(p[k])) for k in ("data", "models", "runs", "metrics", "report")))
+        data, models, runs, metrics, report = (
+            Path(str(p[k])) for k in ("data", "models", "runs", "metrics", "report")
+        )
+        return cls(data, models, run_state_root(cfg, runs), metrics, report)
 
     # ------------------------------------------------------------------ data
 
