@@ -27,7 +27,7 @@ from llmworks.families.word2vec.benchmarks import keyed_vectors, word_benchmarks
 from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, word_corpus
 from llmworks.families.word2vec.model import Word2VecConfig
 from llmworks.families.word2vec.module import Word2VecModule, Word2VecOptimConfig
-from llmworks.tokenization.words import tokenize
+from llmworks.words import tokenize
 
 MIN_PAIRS = 30  # conf/word2vec: evaluate.word2vec.min_word_pairs
 

@@ -13,6 +13,7 @@ from llmworks.corpus.clean import assign_split, document_hash, normalize_text
 from llmworks.corpus.config import CorpusConfig, corpus_config
 from llmworks.corpus.sources import _group_wikitext, load_documents
 from llmworks.corpus.wiki_sample import clean_article, iter_articles
+from llmworks.words import count_words
 
 from conftest import local_corpus_overrides, run_stage, stage_overrides
 
@@ -92,7 +93,7 @@ def test_prepare_local_corpus_through_entry_point(tmp_path: Path, text_corpus: P
     assert len(texts) == len(set(texts)) == 72  # duplicates from dup.txt dropped
     assert all(texts)
     assert stats["total"]["documents"] == 72
-    assert stats["train"]["words"] == sum(len(t.split()) for t in ds["train"]["text"])
+    assert stats["train"]["words"] == sum(count_words(t) for t in ds["train"]["text"])
     assert stats["validation"]["bytes"] == sum(len(t.encode()) for t in ds["validation"]["text"])
 
 

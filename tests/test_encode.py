@@ -12,6 +12,7 @@ from tokenizers import Tokenizer
 
 from llmworks.data.shards import open_shards
 from llmworks.errors import LlmworksError
+from llmworks.words import count_words
 
 from conftest import local_corpus_overrides, run_stage, stage_overrides, write_text_corpus
 
@@ -45,7 +46,7 @@ def test_shards_hold_every_document_in_order(encoded: Path) -> None:
             assert part.n_docs == len(texts) == meta["splits"][split]["docs"]
             assert part.n_tokens == meta["splits"][split]["tokens"]
             assert meta["splits"][split]["bytes"] == sum(len(t.encode()) for t in texts)
-            words = sum(len(t.split()) for t in texts)
+            words = sum(count_words(t) for t in texts)  # "漢字": two words
             assert meta["splits"][split]["words"] == words
             text = shards.text_per_token(split)
             assert text.words == pytest.approx((words + len(texts)) / part.n_tokens)

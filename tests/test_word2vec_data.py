@@ -16,7 +16,7 @@ from llmworks.families.word2vec.pairs import (
     skipgram_positions,
 )
 from llmworks.families.word2vec.vocab import WordVocab
-from llmworks.tokenization.words import tokenize
+from llmworks.words import tokenize
 
 TEXT = "The cat sat on the mat. The dog's bone, the cat's toy: 42 things! Ünïcode wörds too."
 

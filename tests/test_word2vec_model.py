@@ -58,7 +58,7 @@ def test_skipgram_learns_planted_clusters() -> None:
     from llmworks.config import typed
     from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, word_corpus
     from llmworks.families.word2vec.module import Word2VecModule, Word2VecOptimConfig
-    from llmworks.tokenization.words import tokenize
+    from llmworks.words import tokenize
 
     rng = np.random.default_rng(0)
     groups = [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]]

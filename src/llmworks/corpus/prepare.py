@@ -19,6 +19,7 @@ from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
+from llmworks.words import count_words
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,7 @@ def corpus_stats(dataset: datasets.DatasetDict) -> dict[str, Any]:
             lambda b: {
                 "chars": [len(t) for t in b["text"]],
                 "bytes": [len(t.encode("utf-8")) for t in b["text"]],
-                "words": [len(t.split()) for t in b["text"]],
+                "words": [count_words(t) for t in b["text"]],
             },
             batched=True,
             remove_columns=["text"],

@@ -30,6 +30,7 @@ from llmworks.tokenization.train import selected_tokenizers
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 from llmworks.tokenization.files import read_tokenizer
+from llmworks.words import count_words
 
 log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 30.0  # a log line at most this often on a long split
@@ -62,7 +63,7 @@ def encode_split(
             offsets.append(n_tokens + ends)
             n_tokens += len(ids)
             n_bytes += sum(len(t.encode("utf-8")) for t in texts)
-            n_words += sum(len(t.split()) for t in texts)
+            n_words += sum(count_words(t) for t in texts)
             if time.monotonic() - last_report > PROGRESS_SECONDS:
                 log.info("encode %s: %d / %d documents", out_bin.stem, start + len(texts), len(split))
                 last_report = time.monotonic()

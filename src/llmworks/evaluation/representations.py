@@ -21,6 +21,7 @@ from sklearn.preprocessing import normalize
 from llmworks.errors import LlmworksError
 from llmworks.evaluation import plots
 from llmworks.evaluation.embedders import ArrayLike, Embedder, bag_of_words_embedder
+from llmworks.words import count_words
 
 if TYPE_CHECKING:
     from llmworks.evaluation.recorder import Recorder
@@ -51,7 +52,7 @@ def paragraph_task(
     for text in documents:
         if max_docs is not None and doc >= max_docs:
             break
-        paras = [p.strip() for p in text.split("\n\n") if len(p.split()) >= min_words]
+        paras = [p.strip() for p in text.split("\n\n") if count_words(p) >= min_words]
         if len(paras) < min_paragraphs:
             continue
         paras = paras[:max_per_doc]

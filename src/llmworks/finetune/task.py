@@ -39,6 +39,7 @@ from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
+from llmworks.words import count_words
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +232,7 @@ def paragraph_splits(task: TaskConfig, paths: Paths) -> dict[str, datasets.Datas
         for text in corpus[split]["text"]:
             if task.max_classes is not None and classes >= task.max_classes:
                 break
-            paras = [p.strip() for p in text.split("\n\n") if len(p.split()) >= task.min_words]
+            paras = [p.strip() for p in text.split("\n\n") if count_words(p) >= task.min_words]
             if len(paras) < max(task.min_paragraphs, task.per_class):
                 continue
             rng.shuffle(paras)

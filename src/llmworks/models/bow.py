@@ -2,7 +2,7 @@
 baseline that the evaluation stage compares learned embeddings against.
 
 scikit-learn does the sparse math; the tokenizer is the same regex word tokenizer Word2Vec
-trains on (``llmworks.tokenization.words.tokenize``), so both see the same words.
+trains on (``llmworks.words.tokenize``), so both see the same words.
 
     bow = BagOfWords(tfidf=True, min_count=2).fit(train_texts)
     X = bow.transform(docs)   # scipy CSR, one L2-normalised row per document
@@ -17,7 +17,7 @@ from functools import partial
 import numpy as np
 from scipy import sparse
 
-from llmworks.tokenization.words import tokenize
+from llmworks.words import tokenize
 from llmworks.errors import LlmworksError
 
 

@@ -22,6 +22,7 @@ from llmworks.tokenization.pinned import pinned_symbols, unpin, word_counts
 from llmworks.tokenization.pretrained import PretrainedSpec, fetch, unk_token
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
+from llmworks.words import count_words
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def tokenizer_stats(tok: Tokenizer, texts: datasets.Dataset, spec: Spec) -> dict
             ids = enc.ids
             n_tokens += len(ids)
             n_bytes += len(text.encode("utf-8"))
-            n_words += len(text.split())
+            n_words += count_words(text)
             n_unk += sum(1 for i in ids if i == unk_id)
             used.update(ids)
     vocab = tok.get_vocab_size()

@@ -27,7 +27,7 @@ from llmworks.families.word2vec.pairs import (
 from llmworks.families.word2vec.vocab import WordVocab
 from llmworks.paths import Paths
 from llmworks.tokenization.files import read_tokenizer
-from llmworks.tokenization.words import token_as_word, tokenize
+from llmworks.words import token_as_word, tokenize
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from gensim.models import KeyedVectors
 from tokenizers import Tokenizer
 
 from llmworks.spec import Built
-from llmworks.tokenization.words import token_as_word, tokenize
+from llmworks.words import token_as_word, tokenize
 
 if TYPE_CHECKING:
     from llmworks.evaluation.embedders import Embedder

@@ -1,0 +1,56 @@
+"""Words in scripts written without spaces: Chinese and Japanese count one word per character
+(whitespace made a whole clause one "word": 86 "words" in 1,339 characters, and a word-level
+perplexity at its exp(50) cap), Word2Vec's words are characters there, not clauses, and
+spaced scripts (Latin, Cyrillic) count as ``str.split`` counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from llmworks.words import count_words, tokenize
+
+from conftest import local_corpus_overrides, run_stage, stage_overrides
+
+CHINESE = [
+    "北京是中华人民共和国的首都，也是全国的政治和文化中心。",
+    "长江是中国最长的河流，全长约六千三百公里，流经十一个省份。",
+    "今天天气很好，我们一起去公园散步，看看湖边的花。",
+    "图书馆里有很多书，学生们每天都在那里学习和阅读。",
+]
+
+
+def test_unspaced_scripts_count_a_word_per_character() -> None:
+    assert count_words("我爱北京天安门") == 7
+    assert count_words("東京タワーは 333 m です") == 10  # 5 + は + 333 + m + です
+    english = "The cat's hat, 1990 — naïve!"
+    assert count_words(english) == len(english.split()) == 6
+    assert count_words("Привет, мир! Ёлка") == 3
+
+
+def test_word2vec_words_are_characters_in_chinese_and_whole_words_in_cyrillic() -> None:
+    assert tokenize("长江是中国最长的河流") == list("长江是中国最长的河流")
+    assert tokenize("Привет, Мир! Ёлка и йод") == ["привет", "мир", "ёлка", "и", "йод"]
+    assert tokenize("The Cat's 2 hats") == ["the", "cat's", "hats"]
+
+
+def test_a_chinese_corpus_gets_word_counts_per_character(tmp_path: Path) -> None:
+    """Through the corpus and tokenizer stages: words per split are the characters (and
+    punctuation runs), so tokens per word is a ratio near one, not the tens that whitespace
+    splitting gave."""
+    files = tmp_path / "files"
+    files.mkdir()
+    for f in range(5):
+        paras = [f"{s}第{f}{i}段。" for i, s in enumerate(CHINESE * 8)]
+        (files / f"part{f}.txt").write_text("\n\n".join(paras) + "\n", encoding="utf-8")
+    args = stage_overrides(None, tmp_path, *local_corpus_overrides(files, vocab=300))
+    for stage, extra in (("prepare_corpus", []), ("train_tokenizer", ["+only=wordpiece"])):
+        proc = run_stage(stage, *args, *extra)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    stats = json.loads((tmp_path / "data" / "corpus" / "corpus_stats.json").read_text())
+    train = stats["train"]
+    assert train["words"] > 0.8 * train["characters"]
+    tok = json.loads(
+        (tmp_path / "data" / "tokenizers" / "wordpiece" / "tokenizer_stats.json").read_text()
+    )
+    assert 0.5 < tok["tokens_per_word"] < 2
