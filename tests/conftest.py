@@ -220,11 +220,13 @@ def bert_config(vocab_size: int, pad_id: int = 0, **overrides: Any):
 
 
 def tokenizer_spec(kind: str, **overrides: Any):
-    """``TokenizerSpec`` of ``conf/tokenizer/<kind>.yaml`` with overrides."""
+    """``TokenizerSpec`` of ``conf/tokenizer/<kind>.yaml`` with overrides; WordPiece's
+    ``strip_accents=auto`` (which the stage resolves against the corpus) as BERT's stripping."""
     from llmworks.config import typed
     from llmworks.tokenization.build import TokenizerSpec
 
-    values = preset(f"tokenizer@tokenizers.{kind}", kind, kind) | overrides
+    resolved = {"strip_accents": True} if kind == "wordpiece" else {}
+    values = preset(f"tokenizer@tokenizers.{kind}", kind, kind) | resolved | overrides
     return typed(TokenizerSpec, values, f"tokenizers.{kind}")
 
 

@@ -47,6 +47,9 @@ class TokenizerSpec:
     limit_alphabet: int
     bert_framing: bool  # encode as [CLS] ... [SEP] (the WordPiece tokenizer BERT reads)
     split_pattern: str | None  # bpe: a key of SPLIT_PATTERNS; the others split their own way
+    # wordpiece: remove accents (true), keep them (false), or decide by the corpus's script
+    # (auto, resolved by the trainer: llmworks.tokenization.train.resolve_strip_accents)
+    strip_accents: bool | str | None
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
@@ -60,6 +63,15 @@ class TokenizerSpec:
             raise LlmworksError(
                 f"split_pattern={self.split_pattern!r} applies to type bpe only; "
                 f"{self.type} splits text its own way (set it to null)"
+            )
+        if self.type == "wordpiece" and self.strip_accents not in (True, False, "auto"):
+            raise LlmworksError(
+                f"strip_accents={self.strip_accents!r}: WordPiece takes true, false or auto"
+            )
+        if self.type != "wordpiece" and self.strip_accents is not None:
+            raise LlmworksError(
+                f"strip_accents={self.strip_accents!r} applies to type wordpiece only; "
+                f"set it to null for {self.type}"
             )
         for token in (self.unk_token, self.eot_token):
             if token not in self.special_tokens:
@@ -116,8 +128,13 @@ def _wordpiece(
     spec: TokenizerSpec, pinned: PinnedSymbols | None
 ) -> tuple[Tokenizer, tk_trainers.Trainer]:
     tok = Tokenizer(models.WordPiece(unk_token=spec.unk_token))
+    if spec.strip_accents not in (True, False):
+        raise LlmworksError("strip_accents=auto must be resolved against the corpus first")
     tok.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=spec.lowercase
+        clean_text=True,
+        handle_chinese_chars=True,
+        strip_accents=spec.strip_accents,
+        lowercase=spec.lowercase,
     )
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece(prefix="##")

@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,9 +66,37 @@ def batch_iterator(split: datasets.Dataset, batch_size: int = 1000) -> Iterator[
         yield split[start : start + batch_size]["text"]
 
 
+def latin_share(texts: Iterator[list[str]]) -> float:
+    """The share of letters that are Latin (ASCII or accented Latin) in ``texts``."""
+    chars: Counter[str] = Counter()
+    for batch in texts:
+        for text in batch:
+            chars.update(text)
+    letters = {ch: n for ch, n in chars.items() if ch.isalpha()}
+    latin = sum(n for ch, n in letters.items() if unicodedata.name(ch, "").startswith("LATIN"))
+    return latin / max(1, sum(letters.values()))
+
+
+def resolve_strip_accents(spec: TokenizerSpec, train: datasets.Dataset) -> TokenizerSpec:
+    """``strip_accents=auto``: strip, as lower-cased BERT does, when at least 90% of the
+    train split's letters are Latin; keep accents otherwise, where stripping would change
+    words (Russian й -> и). The decision is logged and stored in tokenizer.json."""
+    if spec.type != "wordpiece" or spec.strip_accents != "auto":
+        return spec
+    share = latin_share(batch_iterator(train))
+    strip = share >= 0.9
+    log.info(
+        "wordpiece: %.0f%% of the letters are Latin: %s accents (strip_accents=auto)",
+        100 * share,
+        "stripping" if strip else "keeping",
+    )
+    return dataclasses.replace(spec, strip_accents=strip)
+
+
 def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
     """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet. WordPiece
     starts from symbols fixed in advance, so that it trains the same twice (pinned.py)."""
+    spec = resolve_strip_accents(spec, train)
     tok, trainer = build_tokenizer(spec)
     pinned = None
     if spec.type == "wordpiece":
