@@ -63,12 +63,31 @@ def prepared(tmp_path: Path, sentences: list[str], *stages: tuple[str, list[str]
     return tmp_path / "data"
 
 
-def test_wordpiece_keeps_cyrillic_accents_and_strips_latin_ones(tmp_path: Path) -> None:
+def test_a_cyrillic_corpus_keeps_its_accents_and_gets_its_own_example_sentence(
+    tmp_path: Path,
+) -> None:
+    """WordPiece keeps й and ё; the evaluate stage cuts a Russian sentence of the test split
+    into tokens instead of the configured English one, which would be all [UNK], and says
+    why; Word2Vec's neighbours table, with no probe word in the vocabulary, is skipped with
+    its reason instead of shown empty."""
     data = prepared(
-        tmp_path, RUSSIAN, ("prepare_corpus", []), ("train_tokenizer", ["+only=wordpiece"])
+        tmp_path,
+        RUSSIAN,
+        ("prepare_corpus", []),
+        ("train_tokenizer", []),
+        ("train", ["family=word2vec", "word2vec=smoke", "word2vec.min_count=1"]),
+        ("evaluate", []),
     )
     tok = Tokenizer.from_file(str(data / "tokenizers" / "wordpiece" / "tokenizer.json"))
     assert tok.normalizer.normalize_str("Ёлка и йогурт") == "ёлка и йогурт"
+    views = json.loads((tmp_path / "report" / "assets" / "token_views.json").read_text())
+    assert views["text"] in " ".join(RUSSIAN) and "[UNK]" not in views["views"]["wordpiece"]["html"]
+    # no English probe word in a Russian vocabulary: no empty table, a reason instead
+    skipped = json.loads((tmp_path / "report" / "assets" / "skipped.json").read_text())
+    assert "probe_words" in skipped["word2vec neighbours"]
+
+
+def test_wordpiece_strips_latin_accents_as_bert_uncased() -> None:
     english = tokenizer_spec("wordpiece", strip_accents="auto")
     corpus = datasets.Dataset.from_dict({"text": ["A naïve café in Zürich, of course."] * 50})
     tok = train_tokenizer(english, corpus)

@@ -19,6 +19,7 @@ from torch import nn
 
 from llmworks.errors import LlmworksError
 from llmworks.evaluation import plots
+from llmworks.evaluation.example_text import example_text, test_sample
 from llmworks.evaluation.recorder import Recorder
 from llmworks.models.layers import Attention
 
@@ -92,7 +93,8 @@ def attention_figure(
     default) on ``evaluate.attention.text``, cut to the ``max_len`` tokens the model reads."""
     tokenizer = Tokenizer.from_str(tokenizer.to_str())  # truncation is set on a copy
     tokenizer.enable_truncation(max_len)  # keeps BERT's closing [SEP]
-    ids = torch.tensor(tokenizer.encode(str(rec.cfg.evaluate.attention.text)).ids)
+    text, why = example_text(str(rec.cfg.evaluate.attention.text), test_sample(rec))
+    ids = torch.tensor(tokenizer.encode(text).ids)
     maps = attention_maps(model, ids)
     path = plots.plot_attention(
         maps,
@@ -101,7 +103,8 @@ def attention_figure(
         title,
         chosen_heads(rec.cfg.evaluate.attention.heads, *maps.shape[:2]),
     )
-    rec.figure(f"{family}_attention", path, f"{title} on one sentence")
+    caption = f"{title} on one sentence" + (f" ({why})" if why else "")
+    rec.figure(f"{family}_attention", path, caption)
 
 
 def chosen_heads(heads: Sequence | None, n_layer: int, n_head: int) -> list[tuple[int, int]] | None:

@@ -3,6 +3,7 @@ tokenizer on the test split, and one sentence cut into coloured tokens by each."
 
 from __future__ import annotations
 
+from llmworks.evaluation.example_text import example_text, test_sample
 from llmworks.evaluation.recorder import Recorder
 from llmworks.evaluation.token_view import pieces, to_html
 from llmworks.evaluation.trained import load_tokenizer
@@ -15,7 +16,7 @@ TOKEN_VIEWS_FILE = "token_views.json"
 def tokenizers(rec: Recorder) -> None:
     """``tokenizers.<name>.*`` on the test split (``tokenizer_stats``, as the tokenizer stage
     measures the validation split) and ``token_views.json`` for the report."""
-    text = str(rec.cfg.evaluate.token_view_text)
+    text, why = example_text(str(rec.cfg.evaluate.token_view_text), test_sample(rec))
     results, views = {}, {}
     for name in rec.cfg.tokenizers:
         if not rec.paths.tokenizer(name).is_file():
@@ -36,5 +37,7 @@ def tokenizers(rec: Recorder) -> None:
         "tokenizers", "On the test split", columns, [[n, *r.values()] for n, r in results.items()]
     )
     rec.html("<h3>How each tokenizer cuts one sentence</h3>")
+    if why:
+        rec.html(f"<p><i>{why}.</i></p>")
     for name, view in views.items():
         rec.html(f"<p><b>{name}</b> ({view['tokens']} tokens)<br>{view['html']}</p>")
