@@ -82,7 +82,7 @@ run() {
     done
     [[ -d $CARRY/data ]] || { echo "no $CARRY/data: run 'bench/gpu_check.sh prepare' first" >&2; return 2; }
     mkdir -p "$OUT_DIR" && OUT_DIR=$(realpath "$OUT_DIR") && : >"$OUT_DIR/parts.txt"
-    if compgen -G "$CARRY/wheels/*.whl" >/dev/null && ! "$PY" -c "import hydra" 2>/dev/null; then
+    if compgen -G "$CARRY/wheels/*.whl" >/dev/null && ! "$PY" -c "import hydra, datasets, gensim" 2>/dev/null; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpucheck-site \
             "$CARRY"/wheels/*.whl || return
         export PYTHONPATH=/tmp/gpucheck-site
