@@ -102,20 +102,19 @@ def test_wordpiece_frames_with_cls_and_sep(trained: tuple[Path, list[str]]) -> N
     assert "the" in enc.tokens  # lower-cased
 
 
-def test_wordpiece_and_bpe_train_byte_identical_in_another_process(
+def test_all_three_train_byte_identical_in_another_process(
     trained: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     """The Rust WordPiece trainer numbers its ``##c`` symbols in hash-map order, which
-    changes from process to process (huggingface/tokenizers#1794); ours pins them first. A
-    second run of the stage, in a new process, on the same corpus gives the same bytes, and
+    changes from process to process (huggingface/tokenizers#1794); ours pins them first. The
+    Rust Unigram trainer sums its EM in hash-map order; ours is SentencePiece on one thread.
+    A second run of the stage, in a new process, on the same corpus gives the same bytes, and
     the pinned symbols are plain vocabulary entries, not special tokens."""
     root, overrides = trained
     shutil.copytree(root.parent / "corpus", tmp_path / "data" / "corpus")
-    again = run_stage(
-        "train_tokenizer", *overrides, f"paths.data={tmp_path / 'data'}", "+only=[wordpiece,bpe]"
-    )
+    again = run_stage("train_tokenizer", *overrides, f"paths.data={tmp_path / 'data'}")
     assert again.returncode == 0, again.stderr[-3000:]
-    for name in ("wordpiece", "bpe"):
+    for name in ("wordpiece", "bpe", "unigram"):
         first = (root / name / "tokenizer.json").read_bytes()
         assert (tmp_path / "data" / "tokenizers" / name / "tokenizer.json").read_bytes() == first
     wordpiece = json.loads((root / "wordpiece" / "tokenizer.json").read_text())
@@ -124,6 +123,36 @@ def test_wordpiece_and_bpe_train_byte_identical_in_another_process(
     assert all(not t["content"].startswith("##") for t in wordpiece["added_tokens"])
     tok = Tokenizer.from_file(str(root / "wordpiece" / "tokenizer.json"))
     assert "##s" not in tok.encode("##s", add_special_tokens=False).tokens  # no special match
+
+
+def test_unigram_segments_every_word_as_sentencepiece_does(
+    trained: tuple[Path, list[str]],
+) -> None:
+    """Our Unigram model is SentencePiece's pieces and scores moved into ``tokenizers``:
+    on every training word, its Viterbi segmentation equals SentencePiece's own."""
+    import sentencepiece as spm
+    from datasets import load_from_disk
+
+    from llmworks.tokenization.pinned import word_counts
+    from llmworks.tokenization.unigram import sentencepiece_model, unigram_model
+
+    root, _ = trained
+    texts = load_from_disk(str(root.parent / "corpus" / "dataset"))["train"]["text"]
+    tok = Tokenizer.from_file(str(root / "unigram" / "tokenizer.json"))
+    counts = word_counts(tok, [texts])
+    proto = sentencepiece_model(counts, 150)
+    ours = unigram_model(proto, ["[PAD]", "[UNK]"], "[UNK]")
+    theirs = spm.SentencePieceProcessor(model_proto=proto)
+    words = sorted(counts)
+    assert len(words) > 150 and theirs.get_piece_size() == 151
+    multi = 0
+    for word in words:
+        pieces = [t.value for t in ours.tokenize(word)]
+        assert pieces == theirs.encode(word, out_type=str), word
+        multi += len(pieces) > 1
+    assert multi > 50  # many words need need the Viterbi search, not one lookup
+    scores = [score for _, score in json.loads(tok.to_str())["model"]["vocab"][6:]]
+    assert len(set(scores)) > 100 and max(scores) < 0  # real log-probabilities
 
 
 def test_vocab_smaller_than_alphabet_fails_and_keeps_old_tokenizer(

@@ -3,7 +3,7 @@
 - ``bpe``: byte-level BPE as in GPT-2 (split as GPT-2 or GPT-4 split text): every string
   round-trips, no unknown token ever.
 - ``wordpiece``: BERT's WordPiece with ``##`` continuations and ``[CLS] … [SEP]`` framing.
-- ``unigram``: SentencePiece-style unigram LM over ``▁``-marked pieces.
+- ``unigram``: a unigram LM over ``▁``-marked pieces, as SentencePiece trains it.
 """
 
 from __future__ import annotations
@@ -91,7 +91,9 @@ def build_tokenizer(
     spec: TokenizerSpec, pinned: PinnedSymbols | None = None
 ) -> tuple[Tokenizer, tk_trainers.Trainer]:
     """An untrained tokenizer and its trainer, ready for ``train_from_iterator``; ``pinned``:
-    the WordPiece trainer's starting symbols, fixed in advance (llmworks/tokenization/pinned.py)."""
+    the WordPiece trainer's starting symbols, fixed in advance (llmworks/tokenization/pinned.py).
+    For unigram the stage trains with SentencePiece instead (unigram.py: deterministic); the
+    Rust UnigramTrainer returned here is the peer the benchmark times it against."""
     if spec.type == "wordpiece":
         return _wordpiece(spec, pinned)
     return {"bpe": _byte_level_bpe, "unigram": _unigram}[spec.type](spec)
@@ -154,7 +156,8 @@ def _wordpiece(
 
 def _unigram(spec: TokenizerSpec) -> tuple[Tokenizer, tk_trainers.Trainer]:
     tok = Tokenizer(models.Unigram())
-    steps = [normalizers.NFKC(), normalizers.Replace(Regex(" {2,}"), " ")]
+    # Tabs become spaces (as SentencePiece's nmt_nfkc does) and runs of them one space.
+    steps = [normalizers.NFKC(), normalizers.Replace(Regex("[ \t]+"), " ")]
     if spec.lowercase:
         steps.append(normalizers.Lowercase())
     tok.normalizer = normalizers.Sequence(steps)

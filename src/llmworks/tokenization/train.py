@@ -23,6 +23,7 @@ from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
 from llmworks.tokenization.pinned import pinned_symbols, unpin, word_counts
 from llmworks.tokenization.pretrained import PretrainedSpec, fetch, unk_token
+from llmworks.tokenization.unigram import train_unigram
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 from llmworks.words import count_words
@@ -93,10 +94,25 @@ def resolve_strip_accents(spec: TokenizerSpec, train: datasets.Dataset) -> Token
     return dataclasses.replace(spec, strip_accents=strip)
 
 
-def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
-    """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet. WordPiece
-    starts from symbols fixed in advance, so that it trains the same twice (pinned.py)."""
+def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset) -> Tokenizer:
+    """Train one tokenizer; refuse a vocabulary that cannot hold the alphabet. Each trains
+    the same twice: WordPiece starts from symbols fixed in advance (pinned.py), Unigram is
+    trained by SentencePiece on one thread (unigram.py)."""
     spec = resolve_strip_accents(spec, train)
+    if spec.type == "unigram":
+        tok, _ = build_tokenizer(spec)
+        counts = word_counts(tok, batch_iterator(train))
+        tok = train_unigram(tok, counts, spec.vocab_size, list(spec.special_tokens), spec.unk_token)
+    else:
+        tok = _train_with_rust_trainer(spec, train)
+    tok = _checked_size(tok, spec)
+    if spec.bert_framing:
+        add_bert_framing(tok)
+    return tok
+
+
+def _train_with_rust_trainer(spec: TokenizerSpec, train: datasets.Dataset) -> Tokenizer:
+    """BPE and WordPiece, trained by ``tokenizers``' own trainers."""
     tok, trainer = build_tokenizer(spec)
     pinned = None
     if spec.type == "wordpiece":
@@ -111,8 +127,12 @@ def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
                 "raise vocab_size"
             ) from exc
         raise
-    if pinned is not None:
-        tok = unpin(tok, pinned)
+    return unpin(tok, pinned) if pinned is not None else tok
+
+
+def _checked_size(tok: Tokenizer, spec: TokenizerSpec) -> Tokenizer:
+    """Refuse a vocabulary over ``vocab_size`` (the alphabet did not fit); warn when the
+    corpus held fewer entries worth keeping."""
     got = tok.get_vocab_size()
     if got > spec.vocab_size:
         raise LlmworksError(
@@ -127,8 +147,6 @@ def train_tokenizer(spec: TokenizerSpec, train: datasets.Dataset):
             got,
             spec.vocab_size,
         )
-    if spec.bert_framing:
-        add_bert_framing(tok)
     return tok
 
 
