@@ -50,6 +50,7 @@ CASES = [
     Case("own splits without a test file", "prepare_corpus", ("corpus.split.by=source", "corpus.data_files={train:{files}/latin1.txt,validation:{files}/latin1.txt}"), "missing: ['test']"),
     Case("vocabulary below the alphabet", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.vocab_size=100"), "raise vocab_size"),
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
+    Case("unigram vocabulary below the alphabet", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=20"), "raise vocab_size to at least"),
     Case("vocabulary of 10", "train_tokenizer", ("+only=wordpiece", "tokenizers.wordpiece.vocab_size=10"), "raise vocab_size"),
     Case("unknown BPE split pattern", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.split_pattern=gpt3"), "byte-level BPE takes one of"),
     Case("evaluation mask rate of 0", "train", ("family=bert", "bert.data.eval_mask_rate=0"), "eval_mask_rate=0"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 from collections import Counter
 
 import sentencepiece as spm
@@ -45,12 +46,15 @@ def train_unigram(
     try:
         proto = sentencepiece_model(counts, pieces)
     except RuntimeError as exc:
-        if "required_chars" in str(exc):
-            raise LlmworksError(
-                f"vocab_size={vocab_size} is too small for the unigram tokenizer: {exc}; "
-                "raise vocab_size"
-            ) from exc
-        raise
+        sizes = re.search(r"smaller than required_chars\. \d+ vs (\d+)", str(exc))
+        if sizes is None:
+            raise
+        chars = int(sizes.group(1)) - 1  # SentencePiece counts its <unk> with them
+        raise LlmworksError(
+            f"vocab_size={vocab_size} is too small for the unigram tokenizer: the corpus has "
+            f"{chars} distinct characters, each needs a piece, and {len(special_tokens)} "
+            f"special tokens come first; raise vocab_size to at least {chars + len(special_tokens)}"
+        ) from exc
     tok.model = unigram_model(proto, special_tokens, unk_token)
     tok.add_special_tokens(list(special_tokens))
     return tok
