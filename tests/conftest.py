@@ -332,7 +332,9 @@ def bert_shards(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tok = train_tokenizer(spec, corpus["train"])
     tok_json = root / "tokenizer.json"
     tok.save(str(tok_json))
-    encode_corpus(corpus, tok_json, root / "tokens", spec.eot_token, batch_size=100)
+    encode_corpus(
+        corpus, tok_json, root / "tokens", spec.eot_token, batch_size=100, batch_bytes=20_000
+    )
     return tok_json, root / "tokens"
 
 

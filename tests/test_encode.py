@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
+from llmworks.data.encode import text_batches
 from llmworks.data.shards import open_shards
 from llmworks.errors import LlmworksError
 from llmworks.words import count_words
@@ -67,3 +69,30 @@ def test_shards_from_another_tokenizer_are_refused(encoded: Path) -> None:
         open_shards(encoded / "tokens" / "bpe", other)
     with pytest.raises(LlmworksError, match=r"meta.json does not exist; .*\(dvc repro encode\)"):
         open_shards(encoded / "tokens" / "missing")
+
+
+def test_batches_are_capped_by_documents_and_bytes() -> None:
+    texts = ["a" * 10, "b" * 30, "c" * 500, "d" * 5, "é" * 10, "f" * 5, "g" * 5]
+    split = datasets.Dataset.from_dict({"text": texts})
+    batches = list(text_batches(split, batch_size=2, batch_bytes=45))
+    assert [b for batch, _ in batches for b in batch] == texts  # every text, in order
+    assert [len(batch) for batch, _ in batches] == [2, 1, 2, 2]
+    assert [size for _, size in batches] == [40, 500, 25, 10]  # é: two bytes
+    assert all(size <= 45 or len(batch) == 1 for batch, size in batches)  # a big one alone
+
+
+def test_shards_do_not_depend_on_the_batching(encoded: Path, tmp_path: Path) -> None:
+    """One document per batch (a byte cap below every document) gives the same files as
+    batches of seven."""
+    for part in ("corpus", "tokenizers"):
+        shutil.copytree(encoded / part, tmp_path / "data" / part)
+    overrides = [*stage_overrides(None, tmp_path), "encode.batch_bytes=1"]
+    result = run_stage("encode", *overrides)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("bpe", "wordpiece", "unigram"):
+        for file in ("train.bin", "train.offsets.npy", "test.bin", "validation.offsets.npy"):
+            again = (tmp_path / "data" / "tokens" / name / file).read_bytes()
+            assert again == (encoded / "tokens" / name / file).read_bytes(), (name, file)
+        meta = json.loads((tmp_path / "data" / "tokens" / name / "meta.json").read_text())
+        first = json.loads((encoded / "tokens" / name / "meta.json").read_text())
+        assert meta["splits"] == first["splits"]

@@ -121,7 +121,7 @@ def test_subword_tokens_as_words(tmp_path: Path) -> None:
     tok_dir.mkdir(parents=True)
     train_tokenizer(spec, corpus["train"]).save(str(tok_dir / "tokenizer.json"))
     encode_corpus(corpus, tok_dir / "tokenizer.json", tmp_path / "data" / "tokens" / "wp",
-                  spec.eot_token, batch_size=100)  # fmt: skip
+                  spec.eot_token, batch_size=100, batch_bytes=20_000)  # fmt: skip
     cfg = compose_config(
         _overrides(tmp_path / "data", tmp_path, "word2vec.tokenizer=wp", "logger=none")
     )

@@ -3,8 +3,8 @@
 Training stages then read windows straight from disk and never re-tokenize. The format is
 described in :mod:`llmworks.data.shards`.
 
-Documents stream through in batches of ``encode.batch_size``: each batch is encoded by the
-tokenizer's own threads (Rust; ``RAYON_NUM_THREADS`` caps them) and appended to the split's
+Documents stream through in batches of at most ``encode.batch_size`` documents and
+``encode.batch_bytes`` of text: each batch is encoded by the tokenizer's own threads (Rust; ``RAYON_NUM_THREADS`` caps them) and appended to the split's
 ``.bin`` file, so memory stays bounded by one batch whatever the corpus size, and no worker
 process exists that could outlive a killed stage.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,30 @@ log = logging.getLogger(__name__)
 PROGRESS_SECONDS = 30.0  # a log line at most this often on a long split
 
 
+READ_DOCS = 64  # documents read from Arrow at a time while a batch fills
+
+
+def text_batches(
+    split: datasets.Dataset, batch_size: int, batch_bytes: int
+) -> Iterator[tuple[list[str], int]]:
+    """The split's texts in order, in batches of at most ``batch_size`` documents and, unless
+    one document is larger, ``batch_bytes`` of UTF-8 (with each batch's byte count). The byte
+    cap is what bounds memory: the tokenizer holds ~100 bytes per token of a batch (strings,
+    offsets, masks) until it returns, and documents range from a line to a book."""
+    texts: list[str] = []
+    size = 0
+    for start in range(0, len(split), READ_DOCS):
+        for text in split[start : start + READ_DOCS]["text"]:
+            n = len(text.encode("utf-8"))
+            if texts and (len(texts) == batch_size or size + n > batch_bytes):
+                yield texts, size
+                texts, size = [], 0
+            texts.append(text)
+            size += n
+    if texts:
+        yield texts, size
+
+
 def encode_split(
     split: datasets.Dataset,
     tokenizer: Tokenizer,
@@ -43,16 +68,17 @@ def encode_split(
     out_bin: Path,
     dtype: np.dtype,
     batch_size: int,
+    batch_bytes: int,
 ) -> dict[str, Any]:
     """Tokenize one split into ``out_bin`` (each document followed by ``separator_id``) and
     its ``.offsets.npy``; returns the split's token, document, byte and word counts."""
     offsets = [np.zeros(1, dtype=np.int64)]
-    n_tokens = n_bytes = n_words = 0
+    n_tokens = n_bytes = n_words = n_docs = 0
     last_report = time.monotonic()
     with out_bin.open("wb") as f:
-        for start in range(0, len(split), batch_size):
-            texts = split[start : start + batch_size]["text"]
-            encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+        for texts, size in text_batches(split, batch_size, batch_bytes):
+            # _fast: the same ids without character offsets, which nothing here reads
+            encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
             lengths = np.fromiter((len(e.ids) + 1 for e in encodings), np.int64, len(encodings))
             ids = np.empty(int(lengths.sum()), dtype=dtype)
             ends = np.cumsum(lengths)
@@ -62,10 +88,11 @@ def encode_split(
             f.write(ids.tobytes())
             offsets.append(n_tokens + ends)
             n_tokens += len(ids)
-            n_bytes += sum(len(t.encode("utf-8")) for t in texts)
+            n_bytes += size
             n_words += sum(count_words(t) for t in texts)
+            n_docs += len(texts)
             if time.monotonic() - last_report > PROGRESS_SECONDS:
-                log.info("encode %s: %d / %d documents", out_bin.stem, start + len(texts), len(split))
+                log.info("encode %s: %d / %d documents", out_bin.stem, n_docs, len(split))
                 last_report = time.monotonic()
     np.save(out_bin.with_suffix(".offsets.npy"), np.concatenate(offsets))
     return {"tokens": n_tokens, "docs": len(split), "bytes": n_bytes, "words": n_words}
@@ -77,6 +104,7 @@ def encode_corpus(
     out_dir: Path,
     eot_token: str,
     batch_size: int,
+    batch_bytes: int,
 ) -> dict[str, Any]:
     """Encode every split into ``out_dir``; the old shards stay until the new ones are done."""
     tok = read_tokenizer(tokenizer_json)
@@ -90,7 +118,13 @@ def encode_corpus(
         staged.mkdir()
         splits = {
             name: encode_split(
-                corpus[name], tok, separator_id, staged / f"{name}.bin", dtype, batch_size
+                corpus[name],
+                tok,
+                separator_id,
+                staged / f"{name}.bin",
+                dtype,
+                batch_size,
+                batch_bytes,
             )
             for name in SPLITS
             if name in corpus
@@ -124,6 +158,7 @@ def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             paths.tokens(name),
             str(cfg.tokenizers[name].eot_token),
             batch_size=int(cfg.encode.batch_size),
+            batch_bytes=int(cfg.encode.batch_bytes),
         )
         counts = {f"{s}/tokens": v["tokens"] for s, v in meta["splits"].items()}
         with wandb_run(cfg, job_type(f"encode@{name}")) as run:
@@ -131,7 +166,10 @@ def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             log_lineage(
                 run,
                 cfg,
-                {"corpus": ("dataset", paths.corpus_dataset), f"tokenizer-{name}": ("tokenizer", path)},
+                {
+                    "corpus": ("dataset", paths.corpus_dataset),
+                    f"tokenizer-{name}": ("tokenizer", path),
+                },
                 {f"tokens-{name}": ("dataset", paths.tokens(name))},
                 counts,
             )

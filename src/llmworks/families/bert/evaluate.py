@@ -60,7 +60,14 @@ def score_reference(rec: Recorder, source: str, path: Path) -> dict[str, float]:
     data_cfg = replace(data_cfg, max_seq_len=min(data_cfg.max_seq_len, model.config.max_seq_len))
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens"
-        encode_corpus(DatasetDict({"test": rec.corpus["test"]}), tok_json, tokens, "[SEP]", 1000)
+        encode_corpus(
+            DatasetDict({"test": rec.corpus["test"]}),
+            tok_json,
+            tokens,
+            "[SEP]",
+            int(rec.cfg.encode.batch_size),
+            int(rec.cfg.encode.batch_bytes),
+        )
         data = MLMData(tokens, tok_json, data_cfg, int(rec.cfg.seed))
         limit = rec.cfg.evaluate.max_test_batches
         results = score_batches(

@@ -114,7 +114,14 @@ def score_reference(rec: Recorder, source: str, path: Path) -> dict[str, float]:
     window = min(data_cfg.window(int(rec.cfg.gpt.model.block_size)), model.config.block_size)
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens"
-        encode_corpus(DatasetDict({"test": rec.corpus["test"]}), tok_json, tokens, eot, 1000)
+        encode_corpus(
+            DatasetDict({"test": rec.corpus["test"]}),
+            tok_json,
+            tokens,
+            eot,
+            int(rec.cfg.encode.batch_size),
+            int(rec.cfg.encode.batch_bytes),
+        )
         data = WindowDataModule(tokens, tok_json, window, data_cfg, int(rec.cfg.seed))
         scores = NextTokenScores(data.text_per_token("test"), moe=model.config.mlp == "moe")
         limit = rec.cfg.evaluate.max_test_batches
