@@ -52,6 +52,7 @@ CASES = [
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
     Case("unigram vocabulary below the alphabet", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=20"), "raise vocab_size to at least"),
     Case("vocabulary of 10", "train_tokenizer", ("+only=wordpiece", "tokenizers.wordpiece.vocab_size=10"), "raise vocab_size"),
+    Case("tokenizer sample below one document", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.train_bytes=10"), "smaller than the first sampled document"),
     Case("unknown BPE split pattern", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.split_pattern=gpt3"), "byte-level BPE takes one of"),
     Case("evaluation mask rate of 0", "train", ("family=bert", "bert.data.eval_mask_rate=0"), "eval_mask_rate=0"),
     Case("unknown BERT positions", "train", ("family=bert", "bert.model.pos=alibi"), "expected 'learned' or 'rope'"),

@@ -226,3 +226,41 @@ def test_a_published_tokenizer_is_fetched_measured_and_encoded(
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "'<|end_of_text|>' is not a token of" in missing.stderr
+
+
+def test_train_bytes_samples_whole_documents_reproducibly() -> None:
+    from datasets import Dataset
+
+    from llmworks.errors import LlmworksError
+    from llmworks.tokenization.sample import training_sample
+
+    texts = [f"document {i} " + "x" * (10 * i) for i in range(40)]
+    split = Dataset.from_dict({"text": texts})
+    total = sum(len(t.encode()) for t in texts)
+    assert training_sample(split, None, 0, "cap") is split
+    assert training_sample(split, total, 0, "cap") is split
+    sample = training_sample(split, total // 3, 7, "cap")["text"]
+    assert sum(len(t.encode()) for t in sample) <= total // 3 and len(sample) > 3
+    assert sample == [t for t in texts if t in sample]  # corpus order kept
+    assert training_sample(split, total // 3, 7, "cap")["text"] == sample  # seeded
+    assert training_sample(split, total // 3, 8, "cap")["text"] != sample
+    with pytest.raises(LlmworksError, match=r"cap=5 is smaller than the first sampled document"):
+        training_sample(split, 5, 7, "cap")
+
+
+def test_a_tokenizer_trained_on_a_sample_is_measured_on_all_validation(
+    trained: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    root, overrides = trained
+    shutil.copytree(root.parent / "corpus", tmp_path / "data" / "corpus")
+    result = run_stage(
+        "train_tokenizer", *overrides, f"paths.data={tmp_path / 'data'}", "+only=wordpiece",
+        "tokenizers.wordpiece.train_bytes=3000",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tokenizers.wordpiece.train_bytes: training on" in result.stdout
+    whole = json.loads((root / "wordpiece" / "tokenizer_stats.json").read_text())
+    sampled = json.loads(
+        (tmp_path / "data" / "tokenizers" / "wordpiece" / "tokenizer_stats.json").read_text()
+    )
+    assert sampled["tokens"] > whole["tokens"]  # less text learned: more tokens per word

@@ -50,8 +50,15 @@ class TokenizerSpec:
     # wordpiece: remove accents (true), keep them (false), or decide by the corpus's script
     # (auto, resolved by the trainer: llmworks.tokenization.train.resolve_strip_accents)
     strip_accents: bool | str | None
+    # at most this much train-split text (UTF-8 bytes, a seeded sample of whole documents);
+    # null: the whole split (llmworks.tokenization.sample)
+    train_bytes: int | None
 
     def __post_init__(self) -> None:
+        if self.train_bytes is not None and self.train_bytes < 1:
+            raise LlmworksError(
+                f"train_bytes={self.train_bytes} must be at least 1 (or null: the whole split)"
+            )
         if self.type not in TYPES:
             raise LlmworksError(f"tokenizer type must be one of {TYPES}, not {self.type!r}")
         if self.type == "bpe" and self.split_pattern not in SPLIT_PATTERNS:

@@ -23,6 +23,7 @@ from llmworks.paths import Paths
 from llmworks.tokenization.build import TokenizerSpec, add_bert_framing, build_tokenizer
 from llmworks.tokenization.pinned import pinned_symbols, unpin, word_counts
 from llmworks.tokenization.pretrained import PretrainedSpec, fetch, unk_token
+from llmworks.tokenization.sample import training_sample
 from llmworks.tokenization.unigram import train_unigram
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
@@ -184,7 +185,12 @@ def tokenizer_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     for name in selected_tokenizers(cfg):
         spec = spec_from_config(cfg.tokenizers[name], name)
         start = time.perf_counter()
-        tok = make_tokenizer(spec, name, corpus["train"])
+        train = corpus["train"]
+        if isinstance(spec, TokenizerSpec):
+            train = training_sample(
+                train, spec.train_bytes, int(cfg.seed), f"tokenizers.{name}.train_bytes"
+            )
+        tok = make_tokenizer(spec, name, train)
         seconds = time.perf_counter() - start
         stats = tokenizer_stats(tok, corpus["validation"], spec)
         stats["train_seconds"] = round(seconds, 3)
