@@ -26,9 +26,16 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     return _WORD.findall(text.lower() if lowercase else text)
 
 
+_HAS_UNSPACED = re.compile(rf"[{_UNSPACED}]")
+
+
 def count_words(text: str) -> int:
     """Words in ``text`` as the figures per word count them: ``len(text.split())`` for
-    spaced scripts, one per character of Chinese or Japanese."""
+    spaced scripts, one per character of Chinese or Japanese. (Text without such characters
+    takes ``str.split``, the same count at several times the speed: encode counts every
+    word of the corpus.)"""
+    if _HAS_UNSPACED.search(text) is None:
+        return len(text.split())
     return len(_COUNTED.findall(text))
 
 
