@@ -5,6 +5,7 @@ what earlier runs wrote is intact. ``bench/bad_inputs.py`` times the same cases.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ CASES = [
     Case("non-numeric split", "prepare_corpus", ("corpus.split.test=abc",), "expected a fraction"),
     Case("split files, hash splitting", "prepare_corpus", ("corpus.data_files={train:{files}/latin1.txt,test:{files}/latin1.txt}",), "set corpus.split.by=source"),
     Case("own splits without a test file", "prepare_corpus", ("corpus.split.by=source", "corpus.data_files={train:{files}/latin1.txt,validation:{files}/latin1.txt}"), "missing: ['test']"),
+    Case("streamed file cut mid-record", "prepare_corpus", ("corpus.data_files={files}/cut_stream.jsonl", "corpus.streaming=true", "corpus.max_documents=1000"), "streaming the train split of corpus.data_files failed"),
     Case("vocabulary below the alphabet", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.vocab_size=100"), "raise vocab_size"),
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
     Case("unigram vocabulary below the alphabet", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=20"), "raise vocab_size to at least"),
@@ -107,6 +109,12 @@ def write_bad_files(folder: Path) -> Path:
     )
     (folder / "body.jsonl").write_text('{"body": "a"}\n{"body": "b"}\n', encoding="utf-8")
     (folder / "huge.txt").write_text("word " * 1_000_000, encoding="utf-8")  # 5 MB, one line
+    rows = "".join(
+        json.dumps({"text": f"Document {i} of a stream. " * 20}) + "\n" for i in range(50)
+    )
+    (folder / "cut_stream.jsonl").write_text(
+        rows + '{"text": "a stream cut in the mid', encoding="utf-8"
+    )
     write_bad_checkpoints(folder)
     return folder
 

@@ -72,7 +72,7 @@ def test_wikitext_lines_regroup_into_articles() -> None:
         " = Beta = ",
         " Other text . ",
     ]
-    docs = [d["text"] for d in _group_wikitext(lines)]
+    docs = [d["text"] for d in _group_wikitext(datasets.Dataset.from_dict({"text": lines}))]
     assert docs == ["First para .\n\nMore .", "Other text ."]
 
 
@@ -286,3 +286,30 @@ def test_a_document_cap_says_how_many_documents_it_kept(tmp_path: Path, text_cor
                      "logger=none")  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "corpus.max_documents=5: kept 5 of 72 documents" in proc.stdout + proc.stderr
+
+
+def _write_jsonl(path: Path, docs: int, chars: int) -> Path:
+    """``docs`` distinct documents of about ``chars`` characters each, one JSON per line."""
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(docs):
+            words = " ".join(f"w{(i * 7919 + j) % 100003}" for j in range(chars // 8))
+            f.write(json.dumps({"text": f"Document {i}. {words}"}) + "\n")
+    return path
+
+
+def test_a_streamed_local_corpus_keeps_the_head_and_says_when_it_ends(tmp_path: Path) -> None:
+    source = _write_jsonl(tmp_path / "big.jsonl", 300, 400)
+    for cap, expected in ((120, 120), (1000, 300)):
+        root = tmp_path / f"cap{cap}"
+        result = run_stage(
+            "prepare_corpus", *stage_overrides(None, root), "corpus=local",
+            f"corpus.data_files={source}", "corpus.streaming=true", f"corpus.max_documents={cap}",
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-3000:]
+        stats = json.loads((root / "data" / "corpus" / "corpus_stats.json").read_text())
+        assert stats["total"]["documents"] == expected
+        corpus = datasets.load_from_disk(str(root / "data" / "corpus" / "dataset"))
+        texts = [t for split in corpus.values() for t in split["text"]]
+        assert {int(t.split(".")[0].split()[1]) for t in texts} == set(range(expected))
+        ended = "ended after 300 documents (corpus.max_documents=1000)"
+        assert (ended in result.stdout + result.stderr) == (cap > 300)

@@ -34,7 +34,7 @@ class CorpusConfig:
     encoding: str
     encoding_errors: str  # strict | replace | ...
     source_splits: list[str] | None  # the hub splits to read (None: all)
-    streaming: bool  # stream the hub dataset, keeping the first max_documents
+    streaming: bool  # stream the source (hub or local files), keeping the first max_documents
     grouping: str | None  # wikitext_articles: WikiText's lines regrouped into articles
     max_documents: int | None  # keep the first N documents after cleaning (None: all)
     split: SplitConfig

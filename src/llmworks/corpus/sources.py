@@ -4,6 +4,7 @@ embedded Wikipedia sample alike, so that one code path is tested offline and use
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from omegaconf import ListConfig
 from llmworks.corpus import wiki_sample
 from llmworks.corpus.config import CorpusConfig
 from llmworks.errors import LlmworksError
+
+log = logging.getLogger(__name__)
 
 _LOADER_BY_SUFFIX = {
     ".txt": "text",
@@ -108,7 +111,7 @@ def load_documents(corpus: CorpusConfig, work_dir: str | Path) -> datasets.Datas
         )
         return _load_local(files, corpus, str(work_dir), by_source)
     if source == "hub":
-        return _load_hub(corpus, by_source)
+        return _load_hub(corpus, by_source, str(work_dir))
     raise LlmworksError(f"corpus.source must be embedded, local or hub, not {source!r}")
 
 
@@ -167,6 +170,19 @@ def _load_local(
             encoding=corpus.encoding,
             encoding_errors=corpus.encoding_errors,
         )
+    if corpus.streaming:  # read only the head of each split, straight to Arrow on disk
+        parts = {
+            name: _stream_head(
+                datasets.load_dataset(
+                    loader, data_files={name: names}, split=name, streaming=True, **kwargs
+                ),
+                corpus,
+                f"{name} split of corpus.data_files",
+                cache_dir,
+            )
+            for name, names in files.items()
+        }
+        return _own_splits(parts, "corpus.data_files") if by_source else parts["train"]
     try:
         loaded = datasets.load_dataset(loader, data_files=files, cache_dir=cache_dir, **kwargs)
     except Exception as exc:
@@ -216,7 +232,7 @@ def _hub_offline() -> bool:
     return flag.upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _load_hub(corpus: CorpusConfig, by_source: bool) -> datasets.Dataset:
+def _load_hub(corpus: CorpusConfig, by_source: bool, work_dir: str) -> datasets.Dataset:
     name = f"{corpus.path}" + (f" ({corpus.config_name})" if corpus.config_name else "")
     if not _hub_offline() and not _hub_reachable():
         raise LlmworksError(
@@ -227,7 +243,7 @@ def _load_hub(corpus: CorpusConfig, by_source: bool) -> datasets.Dataset:
     try:
         if corpus.streaming:
             names = splits or (list(SOURCE_SPLIT_NAMES) if by_source else ["train"])
-            parts = _load_streaming(corpus, names, every_split=by_source)
+            parts = _load_streaming(corpus, names, every_split=by_source, work_dir=work_dir)
         else:
             loaded = datasets.load_dataset(corpus.path, corpus.config_name, split=None)
             parts = {s: loaded[s] for s in (splits or list(loaded))}
@@ -235,52 +251,89 @@ def _load_hub(corpus: CorpusConfig, by_source: bool) -> datasets.Dataset:
         raise
     except Exception as exc:
         raise LlmworksError(f"could not load hub corpus {name}: {exc}. {LOCAL_HINT}") from exc
-    parts = {s: _grouped(_select_text(p, corpus.text_field), corpus) for s, p in parts.items()}
+    parts = {
+        s: _grouped(_select_text(p, corpus.text_field), corpus, work_dir) for s, p in parts.items()
+    }
     if by_source:
         return _own_splits(parts, f"hub corpus {name}")
     return datasets.concatenate_datasets(list(parts.values()))
 
 
-def _grouped(ds: datasets.Dataset, corpus: CorpusConfig) -> datasets.Dataset:
+def _grouped(ds: datasets.Dataset, corpus: CorpusConfig, work_dir: str) -> datasets.Dataset:
     """Rows regrouped into documents where the source stores lines (per split, so an
-    article never straddles two splits)."""
+    article never straddles two splits), written to Arrow under ``work_dir`` as they come."""
     if corpus.grouping != "wikitext_articles":
         return ds
     return datasets.Dataset.from_generator(
-        _group_wikitext, gen_kwargs={"lines": ds["text"]}, keep_in_memory=True
+        _group_wikitext, gen_kwargs={"lines": ds}, cache_dir=work_dir
     )
 
 
 def _load_streaming(
-    corpus: CorpusConfig, names: list[str], every_split: bool
+    corpus: CorpusConfig, names: list[str], every_split: bool, work_dir: str
 ) -> dict[str, datasets.Dataset]:
     """Stream a large hub corpus and keep the first ``max_documents`` documents of the first
     split in ``names`` or, with ``every_split``, of each one the corpus has."""
-    cap = corpus.max_documents
-    if not cap:
+    if not corpus.max_documents:
         raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
     available = datasets.get_dataset_split_names(corpus.path, corpus.config_name)
     wanted = [n for n in names if n in available] if every_split else names[:1]
-    return {n: _stream_head(corpus, n, int(cap)) for n in wanted}
+    return {
+        n: _stream_head(
+            datasets.load_dataset(corpus.path, corpus.config_name, split=n, streaming=True),
+            corpus,
+            f"{n} split of hub corpus {corpus.path}",
+            work_dir,
+        )
+        for n in wanted
+    }
 
 
-def _stream_head(corpus: CorpusConfig, split: str, cap: int) -> datasets.Dataset:
-    stream = datasets.load_dataset(corpus.path, corpus.config_name, split=split, streaming=True)
+def _stream_head(
+    stream: datasets.IterableDataset, corpus: CorpusConfig, where: str, work_dir: str
+) -> datasets.Dataset:
+    """The first ``corpus.max_documents`` rows of ``stream`` (its text field only), written
+    to Arrow under ``work_dir`` in writer batches as they arrive (never a Python list of the
+    head). A stream that fails part way is one line naming it; one that ends before the cap
+    is kept whole, and the log says so."""
+    cap = corpus.max_documents
+    if not cap:
+        raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
     field = corpus.text_field
+    taken = 0
 
-    def take() -> Iterator[dict[str, str]]:
-        for i, row in enumerate(stream):
-            if i >= cap:
-                return
+    def head() -> Iterator[dict[str, str]]:
+        nonlocal taken
+        for row in stream.take(int(cap)):
+            if field not in row:
+                raise LlmworksError(
+                    f"corpus.text_field={field!r} is not a column of the {where} "
+                    f"(columns: {sorted(row)})"
+                )
+            taken += 1
             yield {field: row[field]}
 
-    return datasets.Dataset.from_generator(take, keep_in_memory=True)
+    try:
+        part = datasets.Dataset.from_generator(head, cache_dir=work_dir)
+    except LlmworksError:
+        raise
+    except Exception as exc:
+        cause = exc.__cause__ or exc  # datasets wraps what the generator raised
+        if isinstance(cause, LlmworksError):
+            raise cause from None
+        raise LlmworksError(
+            f"streaming the {where} failed after {taken} documents: {type(cause).__name__}: {cause}"
+        ) from exc
+    if taken < cap:
+        log.info("the %s ended after %d documents (corpus.max_documents=%d)", where, taken, cap)
+    return part
 
 
-def _group_wikitext(lines: list[str]) -> Iterator[dict[str, str]]:
-    """WikiText holds one line per row; an article starts at a ' = Title = ' line."""
+def _group_wikitext(lines: datasets.Dataset) -> Iterator[dict[str, str]]:
+    """WikiText holds one line per row; an article starts at a ' = Title = ' line. The rows
+    are read in batches, never all at once."""
     article: list[str] = []
-    for line in lines:
+    for line in (t for batch in lines.iter(batch_size=10_000) for t in batch["text"]):
         stripped = line.strip()
         is_title = stripped.startswith("= ") and stripped.endswith(" =") and stripped[2] != "="
         if is_title and article:
