@@ -22,6 +22,9 @@ from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 from llmworks.words import count_words
 
 log = logging.getLogger(__name__)
+# Documents per batch where whole texts pass through Python (datasets' default is 1,000:
+# 1,000 articles are ~30 MB, held several times over as Arrow, Python strings and output).
+TEXT_BATCH = 100
 
 
 def load_corpus(paths: Paths) -> datasets.DatasetDict:
@@ -55,6 +58,8 @@ def corpus_stage(cfg: DictConfig) -> dict[str, Any]:
         docs = raw.map(
             _normalize_batch,
             batched=True,
+            batch_size=TEXT_BATCH,
+            writer_batch_size=TEXT_BATCH,
             desc="normalize",
             fn_kwargs={"fractions": fractions},
         )
@@ -179,6 +184,7 @@ def corpus_stats(dataset: datasets.DatasetDict) -> dict[str, Any]:
                 "words": [count_words(t) for t in b["text"]],
             },
             batched=True,
+            batch_size=TEXT_BATCH,
             remove_columns=["text"],
             desc=f"stats {name}",
         )
