@@ -2,7 +2,7 @@
 
     python bench/bench_gpt.py train    # Lightning step vs a plain PyTorch loop (framework overhead)
     python bench/bench_gpt.py hf       # our GPT vs HF GPT2LMHeadModel of the same size, plain loop
-    python bench/bench_gpt.py decode   # KV-cache vs no-cache greedy decoding of 256 new tokens
+    python bench/bench_gpt.py decode   # greedy, 256 new tokens: KV cache vs none vs HF generate
     python bench/bench_gpt.py mfu      # GPU: gpt2_124m, bf16, torch.compile; tokens/s, MFU
 
 The CPU may be shared with other work: every comparison alternates its contestants in
@@ -197,24 +197,100 @@ def bench_hf(args) -> dict:
 
 
 def bench_decode(args) -> dict:
+    """Greedy decoding of ``--new-tokens`` after a 16-token prompt, the default preset at block
+    512: ours with the KV cache, ours re-running the whole context per token, and HF
+    ``generate`` (greedy, its own cache) on the same model exported (``to_hf``: a
+    ``LlamaForCausalLM``); with ``--compile`` also ours with the cache through
+    ``torch.compile(model, dynamic=True)``, whose first call's seconds (the compilation) are
+    reported apart. All must give the same tokens; tokens/s, prefill included."""
+    from llmworks.families.gpt.hf import to_hf
+
     torch.manual_seed(0)
     cfg, _ = preset("default", block_size=512)
     model = GPT(cfg).eval()
+    hf = to_hf(model)
     prompt = torch.randint(0, cfg.vocab_size, (1, 16))
     n = args.new_tokens
+    contestants = {
+        "cached": lambda: generate(model, prompt, n, temperature=0.0, use_cache=True),
+        "uncached": lambda: generate(model, prompt, n, temperature=0.0, use_cache=False),
+        "hf_generate": lambda: hf.generate(
+            prompt, max_new_tokens=n, min_new_tokens=n, do_sample=False, use_cache=True,
+            pad_token_id=0, eos_token_id=None,
+        ),
+    }  # fmt: skip
+    if args.compile:
+        compiled = torch.compile(model, dynamic=True)
+        contestants["cached_compiled"] = lambda: generate(compiled, prompt, n, temperature=0.0)
+    outs, first_s = [], {}
+    for name, fn in contestants.items():  # a warm-up each (compiling), and the check
+        t = time.perf_counter()
+        outs.append(fn())
+        first_s[name] = round(time.perf_counter() - t, 2)
+    same = all(torch.equal(outs[0], o) for o in outs[1:])
 
-    def timed(use_cache: bool):
+    def timed(fn):
         def run() -> float:
             t = time.perf_counter()
-            out = generate(model, prompt, n, temperature=0.0, use_cache=use_cache)
+            out = fn()
             assert out.shape[1] == prompt.shape[1] + n
             return n / (time.perf_counter() - t)
 
         return run
 
-    res = rounds({"cached": timed(True), "uncached": timed(False)}, args.rounds)
+    res = rounds({k: timed(fn) for k, fn in contestants.items()}, args.rounds)
     res["speedup"] = res["cached"] / res["uncached"]
+    res["cached_over_hf"] = res["cached"] / res["hf_generate"]
+    res["same_tokens"] = same
+    if args.compile:
+        res["compiled_over_uncached"] = res["cached_compiled"] / res["uncached"]
+        res["first_call_s"] = first_s
+    if args.profile:
+        res["profile"] = profile_step(model)
     return res
+
+
+@torch.inference_mode()
+def profile_step(model: GPT, position: int = 150, steps: int = 200) -> dict:
+    """Where one KV-cached decode step's time goes (one token at ``position``): its time with
+    no profiler attached; the aten ops it calls from Python and the ``nn.Module`` calls it
+    makes (each costs microseconds of dispatch whatever its size); and how much of its
+    profiled CPU time is in matrix products (``aten::mm``: the arithmetic proper)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model.set_kv_cache(1, position + 1)
+    model(torch.zeros(1, position, dtype=torch.long))
+    token = torch.zeros(1, 1, dtype=torch.long)
+
+    def step() -> None:
+        model(token, input_pos=position)
+
+    for _ in range(20):
+        step()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    step_ms = (time.perf_counter() - t) / steps * 1e3
+    calls = [0]
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda *_: calls.__setitem__(0, calls[0] + 1)
+    )
+    step()
+    hook.remove()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    model.clear_kv_cache()
+    events = prof.events()
+    ops = [e for e in events if e.name.startswith("aten::") and e.cpu_parent is None]
+    total = sum(e.self_cpu_time_total for e in events)
+    mm = sum(e.self_cpu_time_total for e in events if e.name == "aten::mm")
+    return {
+        "step_ms": round(step_ms, 3),
+        "aten_ops_per_step": len(ops) / steps,
+        "module_calls_per_step": calls[0],
+        "mm_share_of_profiled_cpu": round(mm / total, 3),
+    }
 
 
 def matmul_peak(n: int = 8192, repeats: int = 10) -> float:
@@ -284,6 +360,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--preset", default="gpt2_124m", help="mfu: the conf/gpt/ preset")
     parser.add_argument("--cpu", action="store_true", help="mfu: dry run on the CPU")
+    parser.add_argument("--profile", action="store_true", help="decode: profile one cached step")
+    parser.add_argument("--compile", action="store_true", help="decode: also torch.compile'd")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -66,7 +66,7 @@ def test_weights_times_values_through_proj_is_forward(n_kv_head, rope, causal) -
     attn = Attention(32, 4, n_kv_head, bias=True, causal=causal).eval()
     B, T, hd = 2, 9, 8
     x = torch.randn(B, T, 32)
-    cos_sin = RotaryEmbedding(hd)(torch.arange(T), x.dtype) if rope else None
+    cos_sin = RotaryEmbedding(hd)(0, T, x.dtype) if rope else None
     with torch.no_grad():
         explicit, w = attn(x, cos_sin, return_weights=True)
         v = attn.qkv(x).split([4 * hd, n_kv_head * hd, n_kv_head * hd], dim=-1)[2]

@@ -47,6 +47,18 @@ def test_cached_and_uncached_greedy_generation_agree(variant):
     assert torch.equal(cached, uncached)
 
 
+def test_a_model_trains_after_decoding_and_on_what_it_decoded():
+    """Decoding runs under ``torch.inference_mode``; neither what it leaves on the model (the
+    rotary table it grew) nor the ids ``generate`` returns may be inference tensors, or the
+    next training step could not save them for backward."""
+    model = tiny(**VARIANTS["llama_gqa"])
+    out = generate(model, torch.zeros(1, 3, dtype=torch.long), 20, temperature=0.0)  # table: 24
+    model.train()
+    _, loss = model(out[:, :-1], targets=out[:, 1:])
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
 def test_generation_past_block_size_keeps_going():
     model = tiny()
     out = generate(model, torch.zeros(1, 4, dtype=torch.long), 60, temperature=0.0)

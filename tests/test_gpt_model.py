@@ -7,7 +7,7 @@ import torch
 from tiny import VARIANTS, tiny
 
 from llmworks.families.gpt.model import GPT
-from llmworks.models.layers import MLP, Attention, MoE
+from llmworks.models.layers import MLP, Attention, MoE, RotaryEmbedding
 
 from conftest import gpt_config
 
@@ -35,6 +35,35 @@ def test_kv_cache_matches_full_forward(variant):
         steps.append(model(idx[:, t : t + 1], input_pos=t)[0])
     model.clear_kv_cache()
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_rotary_table_slices_are_the_angles_of_their_positions():
+    """The cos/sin table is computed once and sliced per call; a slice holds exactly what the
+    positions' own angles are, however the table grew, in the dtype asked for."""
+    rope = RotaryEmbedding(8)
+
+    def angles(start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        freqs = torch.arange(start, end).float()[:, None] * rope.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos(), emb.sin()
+
+    for start, end in [(0, 5), (5, 6), (6, 40), (3, 17), (39, 40)]:  # a decode grows the table
+        for got, want in zip(rope(start, end, torch.float32), angles(start, end), strict=True):
+            assert torch.equal(got, want)
+    table = rope.table(40, torch.float32)[0]
+    assert rope.table(10, torch.float32)[0] is table  # long enough: kept, not recomputed
+    cos, _ = rope(2, 7, torch.bfloat16)
+    assert cos.dtype == torch.bfloat16 and torch.equal(cos, angles(2, 7)[0].bfloat16())
+    rope.reset_buffers()
+    assert rope.table(10, torch.bfloat16)[0] is not table
+
+
+def test_dropout_acts_in_training_only():
+    model = tiny(dropout=0.5)
+    idx = torch.randint(0, 97, (1, 8))
+    assert torch.equal(model(idx)[0], model(idx)[0])
+    model.train()
+    assert not torch.equal(model(idx)[0], model(idx)[0])
 
 
 def test_gqa_cache_holds_only_kv_heads():

@@ -34,7 +34,7 @@ class Decoder(Protocol):
     def clear_kv_cache(self) -> None: ...
 
 
-@torch.no_grad()
+@torch.inference_mode()  # no autograd bookkeeping at all: a decode step is a few hundred tiny ops
 def stream(
     model: Decoder,
     idx: torch.Tensor,
@@ -48,7 +48,8 @@ def stream(
     repetition_penalty: float = 1.0,
     no_repeat_ngram_size: int = 0,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next ``(B, 1)`` token ids one at a time; see ``generate``."""
+    """Yield the next ``(B, 1)`` token ids one at a time; see ``generate``. They are
+    inference tensors (read them; ``.clone()`` one to write into it or to train on it)."""
     block_size = model.config.block_size
     context = idx[:, -block_size:]
     history = idx  # prompt + everything generated: what the repetition constraints read
@@ -91,7 +92,7 @@ def stream(
             model.clear_kv_cache()
 
 
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: what it returns is an ordinary tensor (see stream)
 def generate(model: Decoder, idx: torch.Tensor, max_new_tokens: int, **kwargs: Any) -> torch.Tensor:
     """Continue ``idx`` ``(B, T)`` by up to ``max_new_tokens`` tokens and return the whole
     sequence. ``temperature=0`` is greedy; otherwise sample after ``top_k`` / ``top_p``
@@ -100,7 +101,9 @@ def generate(model: Decoder, idx: torch.Tensor, max_new_tokens: int, **kwargs: A
     arguments of those names (see ``penalize_repetition``). Stops early
     once every row has produced ``stop_token`` (an id, or a collection of ids: an
     instruction-tuned model may end its turn with any of several). With ``use_cache`` (the default) the
-    prompt is encoded once and each step feeds only the new token."""
+    prompt is encoded once and each step feeds only the new token. ``model`` may be
+    ``torch.compile(model, dynamic=True)``: the same tokens, a step about twice as fast on a
+    CPU, after seconds of compiling (bench/README.md, "KV-cached decoding")."""
     new = list(stream(model, idx, max_new_tokens, **kwargs))
     return torch.cat([idx, *new], dim=1)
 

@@ -65,8 +65,10 @@ ROPE_SCALINGS = ("llama3",)
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE) in the "rotate half" layout that Llama checkpoints use.
 
-    ``forward(positions)`` returns ``(cos, sin)`` of shape ``(T, head_dim)``; positions are
-    absolute, so a KV-cached decode step passes its offset and rotates correctly.
+    ``forward(start, end, dtype)`` returns ``(cos, sin)`` of positions ``start..end``, each
+    ``(end - start, head_dim)``; positions are absolute, so a KV-cached decode step passes its
+    offset and rotates correctly. The angles are computed once into a table (see ``table``)
+    and sliced: a decode step would otherwise spend eight tensor ops per token on trigonometry.
 
     ``scaling`` stretches the context a model was trained on: ``{"type": "llama3", "factor",
     "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}`` slows the
@@ -77,6 +79,8 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         self.head_dim, self.base, self.scaling = head_dim, base, scaling
         self.register_buffer("inv_freq", self._inv_freq(), persistent=False)
+        # (the inv_freq it was computed from, cos, sin): see ``table``
+        self._cos_sin: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _inv_freq(self) -> torch.Tensor:
         exponent = torch.arange(0, self.head_dim, 2, dtype=torch.int64).float() / self.head_dim
@@ -89,13 +93,36 @@ class RotaryEmbedding(nn.Module):
     def reset_buffers(self) -> None:
         """Compute the table again (a model built on the ``meta`` device, then allocated)."""
         self.inv_freq = self._inv_freq().to(self.inv_freq.device)
+        self._cos_sin = None
 
     def forward(
-        self, positions: torch.Tensor, dtype: torch.dtype
+        self, start: int, end: int, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        freqs = positions.float()[:, None] * self.inv_freq[None, :]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        return emb.cos().to(dtype), emb.sin().to(dtype)
+        cos, sin = self.table(end, dtype)
+        return cos[start:end], sin[start:end]
+
+    def table(self, length: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(cos, sin)`` of positions ``0..n`` for some ``n >= length``, in ``dtype``: kept
+        between calls and computed again only when it falls short (then twice as long, so a
+        growing decode recomputes it a logarithmic number of times), when ``dtype`` changes or
+        when ``inv_freq`` is a new tensor (moved, cast or reset). A plain attribute, not a
+        buffer: nothing to save, and a 128k-position model holds no longer a table than it uses."""
+        kept = self._cos_sin
+        if (
+            kept is None
+            or kept[0] is not self.inv_freq
+            or kept[1].shape[0] < length
+            or kept[1].dtype != dtype
+        ):
+            have = kept[1].shape[0] if kept is not None else 0
+            n = max(length, 2 * have) if length > have else have
+            # not an inference tensor even under inference_mode: a training step may use it next
+            with torch.inference_mode(False), torch.no_grad():
+                positions = torch.arange(n, device=self.inv_freq.device).float()
+                freqs = positions[:, None] * self.inv_freq[None, :]
+                emb = torch.cat((freqs, freqs), dim=-1)
+                kept = self._cos_sin = (self.inv_freq, emb.cos().to(dtype), emb.sin().to(dtype))
+        return kept[1], kept[2]
 
 
 def llama3_scaled(
@@ -156,11 +183,13 @@ class KVCache(nn.Module):
     def update(
         self, start: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store ``k``/``v`` at positions ``start..start+T`` and return everything up to there."""
-        end = start + k.shape[2]
-        self.k[:, :, start:end] = k
-        self.v[:, :, start:end] = v
-        return self.k[:, :, :end], self.v[:, :, :end]
+        """Store ``k``/``v`` at positions ``start..start+T`` and return everything up to there:
+        written in place and read as views of the filled prefix, so a decode step copies one
+        position's keys and values and allocates nothing."""
+        T, end = k.shape[2], start + k.shape[2]
+        self.k.narrow(2, start, T).copy_(k)
+        self.v.narrow(2, start, T).copy_(v)
+        return self.k.narrow(2, 0, end), self.v.narrow(2, 0, end)
 
 
 class Attention(nn.Module):
@@ -207,7 +236,6 @@ class Attention(nn.Module):
         self.proj = nn.Linear(n_head * self.head_dim, d_model, bias=bias)
         self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
-        self.resid_dropout = nn.Dropout(dropout)
         self.kv_cache: KVCache | None = None
 
     def forward(
@@ -222,17 +250,16 @@ class Attention(nn.Module):
         probabilities ``(B, n_head, T, S)`` (for heatmaps), computed as an explicit
         ``softmax(q k^T / sqrt(head_dim)) v``: the fused SDPA kernels never materialise them."""
         B, T, _ = x.shape
-        hd = self.head_dim
-        q, k, v = self.qkv(x).split(
-            [self.n_head * hd, self.n_kv_head * hd, self.n_kv_head * hd], dim=-1
-        )
-        q, k = q.view(B, T, self.n_head, hd), k.view(B, T, self.n_kv_head, hd)
+        nq, nkv = self.n_head, self.n_kv_head
+        qkv = self.qkv(x).view(B, T, nq + 2 * nkv, self.head_dim)
+        qk, v = qkv.split([nq + nkv, nkv], dim=2)
         if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
-        v = v.view(B, T, self.n_kv_head, hd).transpose(1, 2)
-        if rope is not None:
-            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+            q, k = qk.split([nq, nkv], dim=2)
+            qk = torch.cat((self.q_norm(q), self.k_norm(k)), dim=2)
+        qk, v = qk.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, head_dim)
+        if rope is not None:  # queries and keys turn by the same angles: one pass for both
+            qk = apply_rotary(qk, *rope)
+        q, k = qk.split([nq, nkv], dim=1)
         if self.kv_cache is not None:
             k, v = self.kv_cache.update(input_pos, k, v)
         mask = self._mask(T, k.shape[2], input_pos, padding_mask, x.device)
@@ -251,7 +278,7 @@ class Attention(nn.Module):
                 dropout_p=dropout,
                 enable_gqa=self.n_kv_head != self.n_head,
             )
-        y = self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, T, self.n_head * hd)))
+        y = drop(self.proj(y.transpose(1, 2).reshape(B, T, -1)), self.dropout, self.training)
         return (y, weights) if return_weights else y
 
     def _explicit(
@@ -322,11 +349,11 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(d_model, d_hidden, bias=bias)
         self.proj = nn.Linear(d_hidden, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-        self.approximate = approximate
+        self.dropout, self.approximate = dropout, approximate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.proj(F.gelu(self.fc(x), approximate=self.approximate)))
+        y = self.proj(F.gelu(self.fc(x), approximate=self.approximate))
+        return drop(y, self.dropout, self.training)
 
 
 class SwiGLU(nn.Module):
@@ -337,10 +364,10 @@ class SwiGLU(nn.Module):
         self.gate = nn.Linear(d_model, d_hidden, bias=bias)
         self.up = nn.Linear(d_model, d_hidden, bias=bias)
         self.down = nn.Linear(d_hidden, d_model, bias=bias)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.down(F.silu(self.gate(x)) * self.up(x)))
+        return drop(self.down(F.silu(self.gate(x)) * self.up(x)), self.dropout, self.training)
 
 
 class MoE(nn.Module):
@@ -388,6 +415,12 @@ class MoE(nn.Module):
         return out.view(shape)
 
 
+def drop(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(x, p, training)``, not even called where it is the identity (evaluation,
+    or ``p = 0``): a decode step would otherwise make nine calls that change nothing."""
+    return F.dropout(x, p, training) if training and p > 0 else x
+
+
 def init_linear_(module: nn.Module, std: float = 0.02) -> None:
     """GPT-2 / BERT initialisation: normal(0, std) weights, zero biases."""
     if isinstance(module, nn.Linear | nn.Embedding):
@@ -407,5 +440,6 @@ __all__ = [
     "MLP",
     "SwiGLU",
     "MoE",
+    "drop",
     "init_linear_",
 ]

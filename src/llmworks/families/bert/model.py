@@ -153,7 +153,7 @@ class Bert(nn.Module):
         x = self.embeddings(idx, token_type)
         rope = None
         if self.rope is not None:
-            rope = self.rope(torch.arange(idx.shape[1], device=idx.device), x.dtype)
+            rope = self.rope(0, idx.shape[1], x.dtype)
         if padding_mask is not None and bool(padding_mask.all()):
             padding_mask = None  # nothing to hide: SDPA runs unmasked (its fastest kernels)
         for block in self.blocks:

@@ -28,6 +28,7 @@ from llmworks.models.layers import (
     MoE,
     RotaryEmbedding,
     SwiGLU,
+    drop,
     init_linear_,
     make_norm,
 )
@@ -150,7 +151,6 @@ class GPT(nn.Module):
             if cfg.pos == "rope"
             else None
         )
-        self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm_f = make_norm(cfg.norm, cfg.d_model, cfg.bias, cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
@@ -178,12 +178,11 @@ class GPT(nn.Module):
             raise ValueError(
                 f"positions up to {input_pos + T} exceed block_size {self.config.block_size}"
             )
-        pos = torch.arange(input_pos, input_pos + T, device=idx.device)
         x = self.wte(idx)
         if self.wpe is not None:
-            x = x + self.wpe(pos)
-        rope = self.rope(pos, x.dtype) if self.rope is not None else None
-        x = self.drop(x)
+            x = x + self.wpe(torch.arange(input_pos, input_pos + T, device=idx.device))
+        rope = self.rope(input_pos, input_pos + T, x.dtype) if self.rope is not None else None
+        x = drop(x, self.config.dropout, self.training)
         for block in self.blocks:
             x = block(x, rope, input_pos, padding_mask)
         return self.norm_f(x)
