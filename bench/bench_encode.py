@@ -100,8 +100,9 @@ def main() -> None:
         split, tok_path = prepare(root, args.factor)
         tok = Tokenizer.from_file(str(tok_path))
         eot = tok.token_to_id("<|endoftext|>")
-        texts = [batch for batch, _ in text_batches(split, BATCH_DOCS, BATCH_BYTES)]
-        mb = sum(size for _, size in text_batches(split, BATCH_DOCS, BATCH_BYTES)) / 1e6
+        batches = list(text_batches(split, BATCH_DOCS, BATCH_BYTES))
+        texts = [batch for batch, _ in batches]
+        mb = sum(size for _, size in batches) / 1e6
         contestants = {
             "llmworks encode_split": lambda: ours(split, tok, eot, root / "ours.bin"),
             "bare encode_batch_fast": lambda: bare(texts, tok),

@@ -313,3 +313,9 @@ def test_a_streamed_local_corpus_keeps_the_head_and_says_when_it_ends(tmp_path: 
         assert {int(t.split(".")[0].split()[1]) for t in texts} == set(range(expected))
         ended = "ended after 300 documents (corpus.max_documents=1000)"
         assert (ended in result.stdout + result.stderr) == (cap > 300)
+    uncapped = run_stage(
+        "prepare_corpus", *stage_overrides(None, tmp_path / "nocap"), "corpus=local",
+        f"corpus.data_files={source}", "corpus.streaming=true", "corpus.max_documents=null",
+    )  # fmt: skip
+    assert uncapped.returncode == 2
+    assert "a streaming corpus needs corpus.max_documents" in uncapped.stderr

@@ -97,6 +97,8 @@ def load_documents(corpus: CorpusConfig, work_dir: str | Path) -> datasets.Datas
     """
     source = corpus.source
     by_source = split_mode(corpus) == "source"
+    if corpus.streaming and not corpus.max_documents:  # before any file or network is read
+        raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
     Path(work_dir).mkdir(parents=True, exist_ok=True)
     if source == "embedded":
         jsonl = wiki_sample.write_jsonl(Path(work_dir) / "wiki_sample.jsonl")
@@ -274,8 +276,6 @@ def _load_streaming(
 ) -> dict[str, datasets.Dataset]:
     """Stream a large hub corpus and keep the first ``max_documents`` documents of the first
     split in ``names`` or, with ``every_split``, of each one the corpus has."""
-    if not corpus.max_documents:
-        raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
     available = datasets.get_dataset_split_names(corpus.path, corpus.config_name)
     wanted = [n for n in names if n in available] if every_split else names[:1]
     return {
@@ -296,15 +296,13 @@ def _stream_head(
     to Arrow under ``work_dir`` in writer batches as they arrive (never a Python list of the
     head). A stream that fails part way is one line naming it; one that ends before the cap
     is kept whole, and the log says so."""
-    cap = corpus.max_documents
-    if not cap:
-        raise LlmworksError("a streaming corpus needs corpus.max_documents (a document cap)")
+    cap = int(corpus.max_documents)  # set: load_documents checked it
     field = corpus.text_field
     taken = 0
 
     def head() -> Iterator[dict[str, str]]:
         nonlocal taken
-        for row in stream.take(int(cap)):
+        for row in stream.take(cap):
             if field not in row:
                 raise LlmworksError(
                     f"corpus.text_field={field!r} is not a column of the {where} "
