@@ -31,7 +31,7 @@ from llmworks.config import compose_config, typed
 from llmworks.families.bert.data import MLMCollator, MLMData, MLMDataConfig
 from llmworks.families.bert.hf import to_hf
 from llmworks.families.bert.model import Bert, BertConfig
-from llmworks.training.optim import OptimConfig, configure_adamw
+from llmworks.training.optim import OptimConfig, configure_optimizer
 
 # conf/bert/<preset>.yaml (default: the default's, with its 8192-token WordPiece vocabulary);
 # set by --preset before anything is built
@@ -103,7 +103,7 @@ class Trainee:
     def __init__(self, model: torch.nn.Module, kind: str, n_steps: int):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model, self.kind = model.to(self.device).train(), kind
-        opt = configure_adamw(model, OPTIM, n_steps)
+        opt = configure_optimizer(model, OPTIM, n_steps)
         self.optimizer, self.sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
 
     def step(self, batch: dict) -> float:

@@ -32,7 +32,7 @@ from llmworks.families.gpt.module import CausalLM
 from llmworks.generation import generate
 from llmworks.spec import family
 from llmworks.training.fit import Run, build_callbacks, build_trainer
-from llmworks.training.optim import OptimConfig, configure_adamw
+from llmworks.training.optim import OptimConfig, configure_optimizer
 
 # the presets of conf/gpt/ with an 8192-token BPE vocabulary (the default's)
 VOCAB = 8192
@@ -130,7 +130,7 @@ def plain_tps(
     """The loop a user would write by hand: forward, backward, clip, AdamW step, schedule."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).train()
-    opt = configure_adamw(model, optim, len(loader))
+    opt = configure_optimizer(model, optim, len(loader))
     optimizer, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     times = []
     for x, y in loader:

@@ -103,10 +103,17 @@ class Crash(RuntimeError):
 
 
 @pytest.mark.slow
-def test_rerun_after_crash_resumes_from_last(gpt_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_rerun_after_crash_resumes_from_last(gpt_data, tmp_path, monkeypatch, optimizer):
+    """Muon's momentum and AdamW's moments both come back from the checkpoint."""
+
     def run(out: Path):
         return train_gpt(
-            compose_config(overrides(gpt_data, out, "logger=none", "gpt.export=false"))
+            compose_config(
+                overrides(
+                    gpt_data, out, "logger=none", "gpt.export=false", f"gpt.optim.name={optimizer}"
+                )
+            )
         )
 
     reference = run(tmp_path / "straight")
@@ -137,6 +144,11 @@ def test_rerun_after_crash_resumes_from_last(gpt_data, tmp_path, monkeypatch):
         for r in (tmp_path / "crashed/metrics/train/gpt_train.csv").read_text().splitlines()[1:]
     ]
     assert steps == list(range(10))
+    lr = [
+        r.split(",")[2]
+        for r in (tmp_path / "crashed/metrics/train/gpt_train.csv").read_text().splitlines()
+    ]
+    assert lr[0] == "lr" and all(float(v) > 0 for v in lr[1:])  # Lightning's LearningRateMonitor
 
 
 @pytest.mark.slow

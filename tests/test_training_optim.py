@@ -58,3 +58,93 @@ def test_fused_adamw_only_where_lightning_can_clip_it(precision, clip, fused):
     )
     assert use_fused_adamw(True, trainer) is fused
     assert use_fused_adamw(False, trainer) is False
+
+
+def muon_config(**kw):
+    from llmworks.training.optim import OptimConfig
+
+    values = dict(name="muon", lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8,
+                  warmup_steps=2, min_lr_ratio=0.1, muon_momentum=0.95)  # fmt: skip
+    return OptimConfig(**{**values, **kw})
+
+
+def test_our_cpu_muon_step_is_torchs_in_float32():
+    """Ours orthogonalises in float32 on CPU; torch in bfloat16. Three steps on the same
+    gradients land on the same weights to bfloat16's precision."""
+    import torch
+
+    from llmworks.training.muon import Muon
+
+    torch.manual_seed(0)
+    w0 = torch.randn(48, 16) * 0.1
+    grads = [torch.randn(48, 16) for _ in range(3)]
+    weights = []
+    for cls in (Muon, torch.optim.Muon):
+        w = torch.nn.Parameter(w0.clone())
+        opt = cls([w], lr=0.02, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+        for g in grads:
+            w.grad = g.clone()
+            opt.step()
+        weights.append(w.detach())
+    ours, torchs = weights
+    step = (torchs - w0).norm()
+    assert (ours - torchs).norm() / step < 0.02  # bf16 keeps ~3 significant digits
+    assert not torch.equal(ours, w0)
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    from llmworks.training.muon import MuonWithAdamW
+    from llmworks.training.optim import configure_optimizer
+
+    model = GPT(gpt_config(50, block_size=8, n_layer=2, n_head=2, d_model=8, tie_weights=False))
+    opt = configure_optimizer(model, muon_config(), 10, adamw_only=(model.lm_head.weight,))
+    optimizer = opt["optimizer"]
+    assert isinstance(optimizer, MuonWithAdamW)
+    names = {id(p): n for n, p in model.named_parameters()}
+    muon = {names[id(p)] for g in optimizer.muon.param_groups for p in g["params"]}
+    adamw = {names[id(p)] for g in optimizer.adamw.param_groups for p in g["params"]}
+    assert muon == {n for n in names.values() if n.startswith("blocks.") and n.endswith("weight")
+                    and "norm" not in n}  # fmt: skip
+    assert "lm_head.weight" in adamw and "wte.weight" in adamw
+    assert muon.isdisjoint(adamw) and muon | adamw == set(names.values())
+    # the scheduler drives both optimizers through the shared group dicts
+    opt["lr_scheduler"]["scheduler"].step()
+    lrs = {g["lr"] for o in (optimizer.muon, optimizer.adamw) for g in o.param_groups}
+    assert lrs == {3e-3}  # step 1 of a 2-step warmup
+
+
+def test_muon_with_adamw_resumes_from_its_state_dict_exactly():
+    import torch
+
+    from llmworks.training.optim import configure_optimizer
+
+    def make():
+        torch.manual_seed(0)
+        model = GPT(gpt_config(50, block_size=8, n_layer=1, n_head=2, d_model=8))
+        return model, configure_optimizer(model, muon_config(), 10)["optimizer"]
+
+    def train_step(model, optimizer, seed):
+        x = torch.randint(0, 50, (4, 9), generator=torch.Generator().manual_seed(seed))
+        optimizer.zero_grad()
+        model(x[:, :-1], x[:, 1:])[1].backward()
+        optimizer.step()
+
+    straight, opt = make()
+    for seed in range(4):
+        train_step(straight, opt, seed)
+    first, opt1 = make()
+    for seed in range(2):
+        train_step(first, opt1, seed)
+    resumed, opt2 = make()
+    resumed.load_state_dict(first.state_dict())
+    opt2.load_state_dict(opt1.state_dict())
+    for seed in (2, 3):
+        train_step(resumed, opt2, seed)
+    after = resumed.state_dict()
+    for name, weight in straight.state_dict().items():
+        assert torch.equal(weight, after[name]), name
+
+
+def test_an_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="expected one of"):
+        muon_config(name="sgd")

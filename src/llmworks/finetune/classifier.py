@@ -34,7 +34,7 @@ from llmworks.finetune.task import Split
 from llmworks.models.persistence import CONFIG_FILE, WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE
 from llmworks.training.metrics import ScoredModule, TokenMeans
-from llmworks.training.optim import OptimConfig, configure_adamw
+from llmworks.training.optim import OptimConfig, configure_optimizer
 
 Batch = dict[str, torch.Tensor]
 
@@ -59,6 +59,9 @@ class ClassifierConfig:
     @property
     def n_labels(self) -> int:
         return len(self.labels)
+
+
+HEAD_PREFIXES = ("classifier.", "score.")  # the heads the families' classifiers add
 
 
 @dataclass
@@ -207,7 +210,11 @@ class ClassifierModule(ScoredModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         steps = int(self.trainer.estimated_stepping_batches)
-        return configure_adamw(self.model, self.optim, steps, self.trainer)
+        # the new head (BERT's `classifier`, GPT's `score`) is an output layer: AdamW under Muon
+        head = tuple(
+            p for name, p in self.model.named_parameters() if name.startswith(HEAD_PREFIXES)
+        )
+        return configure_optimizer(self.model, self.optim, steps, self.trainer, adamw_only=head)
 
 
 @torch.no_grad()

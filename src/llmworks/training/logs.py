@@ -73,7 +73,7 @@ def write_plots(
     columns: Mapping[str, Mapping[str, str]],
 ) -> dict[str, Path]:
     """One clean CSV per series for ``dvc plots``: ``columns={"train": {"train_loss":
-    "train_loss", "lr": "lr-AdamW/pg1"}}`` writes ``out["train"]`` with the columns ``step,
+    "train_loss", "lr": "lr/pg1"}}`` writes ``out["train"]`` with the columns ``step,
     train_loss, lr`` (column: logged name), one row per step at which the first was logged."""
     written = {}
     for name, cols in columns.items():

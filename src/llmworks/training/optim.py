@@ -1,4 +1,6 @@
-"""AdamW with decoupled weight decay on matrices only, and a linear-warmup + cosine schedule."""
+"""The optimizer of every Transformer stage -- AdamW with decoupled weight decay on matrices
+only, or Muon for the hidden matrices and AdamW for the rest -- and a linear-warmup + cosine
+schedule."""
 
 from __future__ import annotations
 
@@ -10,24 +12,33 @@ import torch
 from torch import nn
 
 from llmworks.domains import at_least, fraction, positive
+from llmworks.training.muon import Muon, MuonWithAdamW
 
-# the learning rate of the decayed group (the weight matrices) as Lightning's
-# LearningRateMonitor names it for configure_adamw's two parameter groups
-LOGGED_LR = "lr-AdamW/pg1"
+# the learning rate of the first parameter group (the weight matrices, whichever optimizer
+# takes them) as Lightning's LearningRateMonitor names it for the scheduler named "lr" below
+LOGGED_LR = "lr/pg1"
+OPTIMIZERS = ("adamw", "muon")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """A family's ``optim`` section (``conf/<family>/*.yaml``)."""
+    """A family's ``optim`` section (``conf/<family>/*.yaml``). ``name: muon`` trains the
+    hidden weight matrices with Muon at the same ``lr`` and ``weight_decay`` (torch's
+    ``match_rms_adamw`` scaling makes AdamW's values fit) and momentum ``muon_momentum``."""
 
+    name: str
     lr: float
     weight_decay: float
     betas: tuple[float, float]
     eps: float
     warmup_steps: int
     min_lr_ratio: float
+    muon_momentum: float
 
     def __post_init__(self) -> None:
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"name={self.name!r}: expected one of {OPTIMIZERS}")
+        fraction(muon_momentum=self.muon_momentum)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         positive(lr=self.lr, eps=self.eps)
         at_least(0, weight_decay=self.weight_decay, warmup_steps=self.warmup_steps)
@@ -81,22 +92,50 @@ def use_fused_adamw(on_cuda: bool, trainer: Any | None = None) -> bool:
     return not (clipping and isinstance(trainer.precision_plugin, MixedPrecision))
 
 
-def configure_adamw(
-    module: nn.Module, optim: OptimConfig, max_steps: int, trainer: Any | None = None
+def configure_optimizer(
+    module: nn.Module,
+    optim: OptimConfig,
+    max_steps: int,
+    trainer: Any | None = None,
+    adamw_only: tuple[nn.Parameter, ...] = (),
 ) -> dict[str, Any]:
-    """What a ``LightningModule.configure_optimizers`` returns: AdamW over ``param_groups``
-    and the warmup + cosine schedule stepped every optimizer step. Pass the ``trainer`` so
-    the fused kernel is only chosen where Lightning can use it."""
+    """What a ``LightningModule.configure_optimizers`` returns: the optimizer ``optim.name``
+    names and the warmup + cosine schedule stepped every optimizer step. Pass the ``trainer``
+    so the fused AdamW kernel is only chosen where Lightning can use it.
+
+    With Muon, the decayed weight matrices go to Muon, except ``adamw_only`` (an untied output
+    head: Muon is for hidden layers) and embeddings (never in the decayed group)."""
     on_cuda = torch.cuda.is_available() and next(module.parameters()).is_cuda
-    opt = torch.optim.AdamW(
-        param_groups(module, optim.weight_decay),
-        lr=optim.lr,
-        betas=optim.betas,
-        eps=optim.eps,
-        fused=use_fused_adamw(on_cuda, trainer) or None,
-    )
+    groups = param_groups(module, optim.weight_decay)
+
+    def adamw(param_groups: list[dict[str, Any]]) -> torch.optim.AdamW:
+        return torch.optim.AdamW(
+            param_groups,
+            lr=optim.lr,
+            betas=optim.betas,
+            eps=optim.eps,
+            fused=use_fused_adamw(on_cuda, trainer) or None,
+        )
+
+    if optim.name == "muon":
+        keep = {id(p) for p in adamw_only}
+        hidden = [p for p in groups[0]["params"] if id(p) not in keep]
+        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) in keep]
+        muon = Muon(
+            hidden,
+            lr=optim.lr,
+            weight_decay=optim.weight_decay,
+            momentum=optim.muon_momentum,
+            adjust_lr_fn="match_rms_adamw",
+        )
+        opt: torch.optim.Optimizer = MuonWithAdamW(muon, adamw([g for g in groups if g["params"]]))
+    else:
+        opt = adamw(groups)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
         lambda step: warmup_cosine(step, optim.warmup_steps, max_steps, optim.min_lr_ratio),
     )
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+    return {
+        "optimizer": opt,
+        "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"},
+    }

@@ -26,7 +26,7 @@ from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
-from llmworks.training.optim import OptimConfig, configure_adamw
+from llmworks.training.optim import OptimConfig, configure_optimizer
 
 Batch = dict[str, torch.Tensor]
 
@@ -96,7 +96,7 @@ class MLMModule(ScoredModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self.model, self.optim, self.trainer.max_steps, self.trainer)
+        return configure_optimizer(self.model, self.optim, self.trainer.max_steps, self.trainer)
 
 
 def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:

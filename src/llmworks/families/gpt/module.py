@@ -25,7 +25,7 @@ from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
-from llmworks.training.optim import OptimConfig, configure_adamw
+from llmworks.training.optim import OptimConfig, configure_optimizer
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -104,7 +104,11 @@ class CausalLM(ScoredModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_adamw(self.model, self.optim, self.trainer.max_steps, self.trainer)
+        # an untied output head stays with AdamW under Muon (tied, it is the embedding)
+        head = (self.model.lm_head.weight,)
+        return configure_optimizer(
+            self.model, self.optim, self.trainer.max_steps, self.trainer, adamw_only=head
+        )
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:
