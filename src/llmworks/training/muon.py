@@ -78,8 +78,9 @@ class MuonWithAdamW(torch.optim.Optimizer):
     """One optimizer object over a ``Muon`` and an ``AdamW`` that share no parameter.
 
     ``param_groups`` lists the Muon groups first, then the AdamW groups (the same dicts the
-    two optimizers read); ``state_dict`` holds both optimizers' own state dicts, so a
-    checkpoint resumes each exactly."""
+    two optimizers read), and ``state`` both optimizers' states, so ``state_dict`` is
+    torch's own format, which FSDP's distributed checkpoint also reads and writes; a
+    checkpoint resumes each optimizer exactly."""
 
     def __init__(self, muon: Muon, adamw: torch.optim.AdamW):
         self.muon, self.adamw = muon, adamw
@@ -109,10 +110,18 @@ class MuonWithAdamW(torch.optim.Optimizer):
         self.muon.zero_grad(set_to_none)
         self.adamw.zero_grad(set_to_none)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}
-
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.muon.load_state_dict(state_dict["muon"])
-        self.adamw.load_state_dict(state_dict["adamw"])
+        """Torch's format (what ``state_dict`` gives: state by parameter index, groups in
+        order, Muon's first), split back into the two optimizers."""
+        groups, n_muon = state_dict["param_groups"], len(self.muon.param_groups)
+        for optimizer, saved in ((self.muon, groups[:n_muon]), (self.adamw, groups[n_muon:])):
+            index = {old: new for new, old in enumerate(i for g in saved for i in g["params"])}
+            optimizer.load_state_dict(
+                {
+                    "state": {index[i]: v for i, v in state_dict["state"].items() if i in index},
+                    "param_groups": [
+                        {**g, "params": [index[i] for i in g["params"]]} for g in saved
+                    ],
+                }
+            )
         self.param_groups = self.muon.param_groups + self.adamw.param_groups
