@@ -186,8 +186,8 @@ def forward(net: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 class ClassifierModule(ScoredModule):
-    """Cross-entropy fine-tuning of ``net``, AdamW with warmup and cosine decay over the run
-    (``finetune.optim``); validation logs ``val_loss`` and ``val_acc``."""
+    """Cross-entropy fine-tuning of ``net``, AdamW (or Muon + AdamW) with warmup and cosine
+    decay over the run (``finetune.optim``); validation logs ``val_loss`` and ``val_acc``."""
 
     def __init__(self, net: nn.Module, optim: OptimConfig):
         super().__init__()

@@ -1,4 +1,4 @@
-"""GPT's training: ``CausalLM``, the ``LightningModule`` (next-token loss, AdamW +
+"""GPT's training: ``CausalLM``, the ``LightningModule`` (next-token loss, Muon/AdamW +
 warmup/cosine), its scorer, and ``build``, which the shared recipe calls.
 
 Per step it logs ``train_loss`` (and ``train_aux_loss`` for MoE); per validation ``val_loss``
