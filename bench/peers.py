@@ -1,7 +1,10 @@
 """Our training stages against what a user would pick instead, at equal wall time, in one run.
 
-    python bench/peers.py bert [overrides...]   # ours vs HF BertForMaskedLM + HF Trainer
-    python bench/peers.py gpt  [overrides...]   # ours vs a plain nanoGPT-style loop
+    python bench/peers.py bert --peer-lr 1e-3 [overrides...]   # ours vs HF BertForMaskedLM + Trainer
+    python bench/peers.py gpt  --peer-lr 3e-3 [overrides...]   # ours vs a plain nanoGPT-style loop
+
+The peers train with AdamW; ``--peer-lr`` gives them AdamW's own learning rate, since ours
+(Muon for the hidden matrices) trains at a higher one than AdamW takes.
 
 Needs the encoded data of the default pipeline (``dvc repro encode``). Each run first times
 our stage script end to end (``python pipelines/train.py family=<family>``, the whole process:
@@ -83,7 +86,7 @@ def run_ours(family: str, overrides: list[str], out: Path) -> float:
 # ----------------------------------------------------------------------------- BERT
 
 
-def bert(overrides: list[str], out: Path) -> list[dict[str, Any]]:
+def bert(overrides: list[str], out: Path, peer_lr: float | None) -> list[dict[str, Any]]:
     from transformers import (
         AutoModelForMaskedLM,
         BertForMaskedLM,
@@ -117,6 +120,7 @@ def bert(overrides: list[str], out: Path) -> list[dict[str, Any]]:
     )
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=float(b.data.mask_rate))
     optim = typed(OptimConfig, b.optim, "bert.optim")
+    optim = replace(optim, lr=peer_lr or optim.lr)
 
     class StopAt(TrainerCallback):
         def __init__(self, limit: float):
@@ -195,12 +199,13 @@ def mlm_scores(model: Any, data: MLMData) -> dict[str, float]:
 # ----------------------------------------------------------------------------- GPT
 
 
-def gpt(overrides: list[str], out: Path) -> list[dict[str, Any]]:
+def gpt(overrides: list[str], out: Path, peer_lr: float | None) -> list[dict[str, Any]]:
     cfg = compose_config(["gpt=default", *overrides])
     g = cfg.gpt
     seconds = run_ours("gpt", overrides, out)
     built = build_gpt(cfg, Paths.from_config(cfg))  # the stage's own model config and data
     data, config, optim = built.data, built.module.config, built.module.optim
+    optim = replace(optim, lr=peer_lr or optim.lr)
     shards = open_shards(data.shards_root)
     ours = GPT.load(out / "models" / "gpt")
     theirs, steps, their_s = nanogpt_loop(
@@ -287,11 +292,18 @@ def main() -> None:
     )
     parser.add_argument("family", choices=["bert", "gpt"])
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for both contestants")
+    parser.add_argument(
+        "--peer-lr",
+        type=float,
+        default=None,
+        help="the peer's AdamW learning rate (default: ours); with our Muon default give it "
+        "AdamW's own best here: 3e-3 for GPT, 1e-3 for BERT (bench/README.md)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.chdir(REPO)  # the pipeline's relative paths (data/...), as the stages see them
     with tempfile.TemporaryDirectory(prefix="peers-") as tmp:
-        rows = (bert if args.family == "bert" else gpt)(args.overrides, Path(tmp))
+        rows = (bert if args.family == "bert" else gpt)(args.overrides, Path(tmp), args.peer_lr)
     print(f"# {args.family}: {machine()}; overrides {args.overrides or 'none'}")
     for row in rows:
         print(json.dumps(row))
