@@ -87,6 +87,7 @@ CASES = [
     Case("Word2Vec dimension of 0", "train", ("family=word2vec", "word2vec.model.dim=0"), "word2vec.model: dim=0: must be >= 1"),
     Case("masking rate above 1", "train", ("family=bert", "bert.data.mask_rate=1.5"), "mask_rate=1.5: expected a rate in (0, 1)"),
     Case("negative learning rate", "train", ("family=gpt", "gpt.optim.lr=-0.001"), "gpt.optim: lr=-0.001: must be > 0"),
+    Case("unknown optimizer", "train", ("family=bert", "bert.optim.name=sgd"), "bert.optim: name='sgd': expected one of ('adamw', 'muon')"),
     Case("top_p above 1", "generate", ("top_p=1.5",), "top_p=1.5: must be in [0, 1]"),
     Case("negative top_k", "generate", ("top_k=-1",), "top_k=-1: must be an integer >= 0"),
     Case("negative max_new_tokens", "generate", ("max_new_tokens=-5",), "max_new_tokens=-5: must be an integer >= 0"),
