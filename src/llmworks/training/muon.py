@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.optim._muon import _adjust_lr
 
 
 def newton_schulz_fp32(
@@ -51,6 +50,10 @@ class Muon(torch.optim.Muon):
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         if any(p.is_cuda for g in self.param_groups for p in g["params"]):
             return super().step(closure)
+        # torch's own per-shape learning-rate scaling (imported here: a private helper, needed
+        # only on this path, so an image whose torch moved it still trains on GPU)
+        from torch.optim._muon import _adjust_lr
+
         loss = None
         if closure is not None:
             with torch.enable_grad():
