@@ -138,7 +138,7 @@ def plain_tps(
         if hf:
             loss = torch.nn.functional.cross_entropy(model(x).logits.flatten(0, 1), y.flatten())
         else:
-            loss = model(x, y)[1]
+            loss = model(x, y, return_logits=False)[1]  # as the stage trains
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -3,6 +3,8 @@ the stage's own model, optimizer and batches (the default pipeline's encoded dat
 
     python bench/profile_train.py gpt  [--steps 30] [--warmup 5] [overrides...]
     python bench/profile_train.py bert --threads 2 bert.optim.name=adamw
+    python bench/profile_train.py gpt --full-logits      # GPT's loss as before 2026-12-05
+    python bench/profile_train.py gpt --compile          # torch.compile of the model
 
 Prints, for the profiled steps, the share of wall time in each phase of a step (fetching
 the batch, forward, backward, optimizer) and the operators with the most self CPU time,
@@ -38,6 +40,12 @@ def main() -> None:
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     parser.add_argument("--top", type=int, default=12, help="operators to list")
+    parser.add_argument(
+        "--full-logits",
+        action="store_true",
+        help="GPT: take the loss from the whole (B*T, vocab) logits, not slice by slice",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -46,18 +54,21 @@ def main() -> None:
     built = family(args.family).build(cfg, Paths.from_config(cfg))
     module, data = built.module, built.data
     module.log = lambda *a, **k: None  # no Trainer here to log to
+    if args.compile:
+        module.model.compile()
     data.setup("fit")
     loader = data.train_dataloader()
-    head = (module.model.lm_head.weight,) if args.family == "gpt" else ()
     total = args.warmup + args.steps
-    optimizer = configure_optimizer(module.model, module.optim, total, adamw_only=head)["optimizer"]
+    optimizer = configure_optimizer(
+        module.model, module.optim, total, adamw_only=module.adamw_only()
+    )["optimizer"]
     batches = iter(loader)
 
     def step(i: int) -> None:
         with record_function("data"):
             batch = next(batches)
         with record_function("forward"):
-            loss = module.training_step(batch, i)
+            loss = module.model(*batch)[1] if args.full_logits else module.training_step(batch, i)
         with record_function("backward"):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

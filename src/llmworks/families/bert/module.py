@@ -95,8 +95,19 @@ class MLMModule(ScoredModule):
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
 
+    def adamw_only(self) -> tuple[torch.Tensor, ...]:
+        """Matrices that stay with AdamW under Muon beyond embeddings, norms and biases: none
+        (the MLM decoder is tied to the word embedding)."""
+        return ()
+
     def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizer(self.model, self.optim, self.trainer.max_steps, self.trainer)
+        return configure_optimizer(
+            self.model,
+            self.optim,
+            self.trainer.max_steps,
+            self.trainer,
+            adamw_only=self.adamw_only(),
+        )
 
 
 def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:

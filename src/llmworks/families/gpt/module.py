@@ -41,7 +41,7 @@ class NextTokenScores(TokenMeans):
 
     def update(self, model: GPT, batch: Batch) -> None:  # type: ignore[override]
         x, y = batch
-        _, loss = model(x, y)
+        _, loss = model(x, y, return_logits=False)
         n = y.numel()
         super().update(n, loss=loss * n, aux_loss=model.aux_loss() * n)
 
@@ -94,7 +94,7 @@ class CausalLM(ScoredModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
-        _, loss = self.model(x, y)
+        _, loss = self.model(x, y, return_logits=False)
         self.flops_per_batch = self.model.flops_per_token(x.shape[1]) * x.numel()
         self.log("train_loss", loss, prog_bar=True)
         if self.config.mlp == "moe":
@@ -103,11 +103,18 @@ class CausalLM(ScoredModule):
             return loss + self.config.aux_loss_coef * aux
         return loss
 
+    def adamw_only(self) -> tuple[torch.Tensor, ...]:
+        """Matrices that stay with AdamW under Muon: the output head, as in modded-nanogpt
+        (tied, it is the embedding, which AdamW takes anyway)."""
+        return (self.model.lm_head.weight,)
+
     def configure_optimizers(self) -> dict[str, Any]:
-        # an untied output head stays with AdamW under Muon (tied, it is the embedding)
-        head = (self.model.lm_head.weight,)
         return configure_optimizer(
-            self.model, self.optim, self.trainer.max_steps, self.trainer, adamw_only=head
+            self.model,
+            self.optim,
+            self.trainer.max_steps,
+            self.trainer,
+            adamw_only=self.adamw_only(),
         )
 
 
