@@ -64,7 +64,7 @@ def muon_config(**kw):
     from llmworks.training.optim import OptimConfig
 
     values = dict(name="muon", lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8,
-                  warmup_steps=2, min_lr_ratio=0.1, muon_momentum=0.95)  # fmt: skip
+                  warmup_steps=2, min_lr_ratio=0.1, muon_momentum=0.95, muon_ns_steps=5)  # fmt: skip
     return OptimConfig(**{**values, **kw})
 
 
