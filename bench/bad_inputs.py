@@ -46,6 +46,13 @@ def main() -> None:
         line = line.replace(str(root), "<workspace>")
         rows.append((case.name, case.shown, proc.returncode, line, seconds, intact))
         print(f"{case.name}: exit {proc.returncode} in {seconds:.1f} s", flush=True)
+    if cases._tmpfs_in_namespace():
+        rc, err, intact, seconds = cases.encode_on_a_full_disk(root, base, root / "full_disk")
+        line = the_line(err).replace(str(root), "<workspace>")
+        rows.append(
+            ("disk full during encode (a private tmpfs)", "encode", rc, line, seconds, intact)
+        )
+        print(f"disk full during encode: exit {rc} in {seconds:.1f} s", flush=True)
     header = (
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
         f"({platform.processor() or 'CPU'}), 2 cores, by `python bench/bad_inputs.py`; every "

@@ -50,6 +50,8 @@ CASES = [
     Case("split files, hash splitting", "prepare_corpus", ("corpus.data_files={train:{files}/latin1.txt,test:{files}/latin1.txt}",), "set corpus.split.by=source"),
     Case("own splits without a test file", "prepare_corpus", ("corpus.split.by=source", "corpus.data_files={train:{files}/latin1.txt,validation:{files}/latin1.txt}"), "missing: ['test']"),
     Case("streamed file cut mid-record", "prepare_corpus", ("corpus.data_files={files}/cut_stream.jsonl", "corpus.streaming=true", "corpus.max_documents=1000"), "streaming the train split of corpus.data_files failed"),
+    Case("corpus file gone when read (deleted after listing)", "prepare_corpus", ("corpus.data_files={files}/gone",), "a corpus file is gone"),
+    Case("corpus file gone when streamed", "prepare_corpus", ("corpus.data_files={files}/gone", "corpus.streaming=true", "corpus.max_documents=1000"), "a corpus file is gone"),
     Case("vocabulary below the alphabet", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.vocab_size=100"), "raise vocab_size"),
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
     Case("unigram vocabulary below the alphabet", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=20"), "raise vocab_size to at least"),
@@ -88,6 +90,7 @@ CASES = [
     Case("masking rate above 1", "train", ("family=bert", "bert.data.mask_rate=1.5"), "mask_rate=1.5: expected a rate in (0, 1)"),
     Case("negative learning rate", "train", ("family=gpt", "gpt.optim.lr=-0.001"), "gpt.optim: lr=-0.001: must be > 0"),
     Case("unknown optimizer", "train", ("family=bert", "bert.optim.name=sgd"), "bert.optim: name='sgd': expected one of ('adamw', 'muon')"),
+    Case("no Newton-Schulz iteration for Muon", "train", ("family=gpt", "gpt.optim.muon_ns_steps=0"), "gpt.optim: muon_ns_steps=0: must be >= 1"),
     Case("top_p above 1", "generate", ("top_p=1.5",), "top_p=1.5: must be in [0, 1]"),
     Case("negative top_k", "generate", ("top_k=-1",), "top_k=-1: must be an integer >= 0"),
     Case("negative max_new_tokens", "generate", ("max_new_tokens=-5",), "max_new_tokens=-5: must be an integer >= 0"),
@@ -116,6 +119,11 @@ def write_bad_files(folder: Path) -> Path:
     (folder / "cut_stream.jsonl").write_text(
         rows + '{"text": "a stream cut in the mid', encoding="utf-8"
     )
+    # a folder listing a file that is gone when read: a link to a deleted file stands in for a
+    # file deleted between listing and reading (one deleted while open still reads whole)
+    (folder / "gone").mkdir()
+    (folder / "gone" / "kept.txt").write_text("A paragraph that is here.\n", encoding="utf-8")
+    (folder / "gone" / "deleted.txt").symlink_to(folder / "deleted-since.txt")
     write_bad_checkpoints(folder)
     return folder
 
@@ -266,3 +274,73 @@ def test_logger_none_means_no_wandb_whatever_the_environment_says(workspace) -> 
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (out / "wandb").exists() and not os.path.exists(out)
+
+
+def _tmpfs_in_namespace() -> bool:
+    """Whether this machine lets a process mount a private tmpfs (``unshare -rm``: a user
+    and mount namespace, so nothing outside it sees the mount or needs cleaning up)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = "d=$(mktemp -d) && mount -t tmpfs -o size=64k none $d && umount $d && rmdir $d"
+    return (
+        subprocess.run(["unshare", "-rm", "sh", "-c", probe], capture_output=True).returncode == 0
+    )
+
+
+def encode_on_a_full_disk(
+    root: Path, base: list[str], scratch: Path
+) -> tuple[int, str, bool, float]:
+    """Run the encode stage on a private tmpfs holding a copy of the workspace's ``data/``,
+    with room for a third of one more set of shards; return its exit status, stderr, whether
+    the disk's files are as they were (old shards whole, nothing partial left) and seconds."""
+    import subprocess
+    import sys
+    import time
+
+    from conftest import OFFLINE_ENV, REPO
+
+    data = root / "data"
+
+    def pages(folder: Path) -> int:  # what tmpfs charges: whole 4 KiB pages per file
+        return sum(-(-p.stat().st_size // 4096) for p in folder.rglob("*") if p.is_file())
+
+    disk = scratch / "disk"
+    disk.mkdir(parents=True)
+    size = (pages(data) + pages(data / "tokens") // 3) * 4096
+    args = [a for a in base if not a.startswith("paths.data=")] + [f"paths.data={disk}/data"]
+    listing = f"cd {disk}/data && find . -type f | LC_ALL=C sort | xargs sha256sum"
+    script = "\n".join(
+        [
+            "set -e",
+            f"mount -t tmpfs -o size={size} none {disk}",
+            f"cp -a {data} {disk}/data",
+            f"({listing}) > {scratch}/before",
+            "set +e",
+            " ".join([sys.executable, str(REPO / "pipelines" / "encode.py")] + args)
+            + f" > {scratch}/out 2> {scratch}/err",
+            f"echo $? > {scratch}/rc",
+            f"({listing}) > {scratch}/after",
+        ]
+    )
+    env = {**os.environ, **OFFLINE_ENV, "WANDB_MODE": "disabled"}
+    start = time.perf_counter()
+    subprocess.run(["unshare", "-rm", "sh", "-c", script], check=True, env=env, timeout=300)
+    seconds = time.perf_counter() - start
+    intact = (scratch / "before").read_text() == (scratch / "after").read_text()
+    rc = int((scratch / "rc").read_text())
+    return rc, (scratch / "err").read_text(), intact, seconds
+
+
+@pytest.mark.skipif(not _tmpfs_in_namespace(), reason="needs unshare -rm and a tmpfs mount")
+def test_disk_full_during_encode_is_one_line_and_earlier_shards_stay(workspace, tmp_path):
+    """The encode stage on a disk with room for its inputs and earlier shards but not for a
+    second copy of the shards: exit 2, one line, and the disk as it was."""
+    root, base, _ = workspace
+    rc, err, intact, _ = encode_on_a_full_disk(root, base, tmp_path)
+    assert rc == 2, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "llmworks: error: the disk is full" in err
+    assert intact  # every earlier file whole, nothing partial left beside them

@@ -13,7 +13,7 @@ from typing import TypeVar
 import torch
 from omegaconf import DictConfig
 
-from llmworks.errors import LlmworksError, Preempted
+from llmworks.errors import LlmworksError, Preempted, disk_full, disk_full_message
 from llmworks.tracking.runs import logger_config
 
 T = TypeVar("T")
@@ -61,4 +61,10 @@ def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
         sys.exit(exc.exit_code)
     except LlmworksError as exc:
         print(f"llmworks: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    except Exception as exc:
+        full = disk_full(exc)
+        if full is None:
+            raise
+        print(f"llmworks: error: {disk_full_message(full)}", file=sys.stderr, flush=True)
         sys.exit(2)

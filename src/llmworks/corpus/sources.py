@@ -173,17 +173,16 @@ def _load_local(
             encoding_errors=corpus.encoding_errors,
         )
     if corpus.streaming:  # read only the head of each split, straight to Arrow on disk
-        parts = {
-            name: _stream_head(
-                datasets.load_dataset(
+        parts = {}
+        for name, names in files.items():
+            try:
+                stream = datasets.load_dataset(
                     loader, data_files={name: names}, split=name, streaming=True, **kwargs
-                ),
-                corpus,
-                f"{name} split of corpus.data_files",
-                cache_dir,
-            )
-            for name, names in files.items()
-        }
+                )
+            except Exception as exc:
+                raise LlmworksError(_explain_local_failure(exc, names)) from exc
+            where = f"{name} split of corpus.data_files"
+            parts[name] = _stream_head(stream, corpus, where, cache_dir)
         return _own_splits(parts, "corpus.data_files") if by_source else parts["train"]
     try:
         loaded = datasets.load_dataset(loader, data_files=files, cache_dir=cache_dir, **kwargs)
@@ -199,6 +198,12 @@ def _explain_local_failure(exc: BaseException, files: list[str]) -> str:
         chain.append(exc)
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     for err in chain:
+        if isinstance(err, FileNotFoundError):
+            return (
+                f"a corpus file is gone ({err}): it was listed when the stage started, then "
+                "deleted or moved before it was read (or it is a broken link); rerun once the "
+                "files stay put"
+            )
         if isinstance(err, UnicodeDecodeError):
             return (
                 f"corpus file is not valid UTF-8 ({err.reason} at byte {err.start}) in one of "
