@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 
 from llmworks.corpus.clean import SPLITS, assign_split, document_hash, normalize_text
 from llmworks.corpus.config import CorpusConfig, corpus_config
-from llmworks.corpus.sources import load_documents, split_mode
+from llmworks.corpus.sources import TEXT_BATCH, load_documents, split_mode
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
@@ -22,9 +22,6 @@ from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 from llmworks.words import count_words
 
 log = logging.getLogger(__name__)
-# Documents per batch where whole texts pass through Python (datasets' default is 1,000:
-# 1,000 articles are ~30 MB, held several times over as Arrow, Python strings and output).
-TEXT_BATCH = 100
 
 
 def load_corpus(paths: Paths) -> datasets.DatasetDict:

@@ -19,6 +19,10 @@ from llmworks.corpus.config import CorpusConfig
 from llmworks.errors import LlmworksError
 
 log = logging.getLogger(__name__)
+# Documents per batch where whole texts pass through Python or an Arrow writer (datasets'
+# default is 1,000: 1,000 articles are ~30 MB, held several times over as Arrow, Python
+# strings and output; a streamed head written in such batches grew the stage's memory).
+TEXT_BATCH = 100
 
 _LOADER_BY_SUFFIX = {
     ".txt": "text",
@@ -272,7 +276,7 @@ def _grouped(ds: datasets.Dataset, corpus: CorpusConfig, work_dir: str) -> datas
     if corpus.grouping != "wikitext_articles":
         return ds
     return datasets.Dataset.from_generator(
-        _group_wikitext, gen_kwargs={"lines": ds}, cache_dir=work_dir
+        _group_wikitext, gen_kwargs={"lines": ds}, cache_dir=work_dir, writer_batch_size=TEXT_BATCH
     )
 
 
@@ -317,7 +321,9 @@ def _stream_head(
             yield {field: row[field]}
 
     try:
-        part = datasets.Dataset.from_generator(head, cache_dir=work_dir)
+        part = datasets.Dataset.from_generator(
+            head, cache_dir=work_dir, writer_batch_size=TEXT_BATCH
+        )
     except LlmworksError:
         raise
     except Exception as exc:
