@@ -52,6 +52,7 @@ CASES = [
     Case("streamed file cut mid-record", "prepare_corpus", ("corpus.data_files={files}/cut_stream.jsonl", "corpus.streaming=true", "corpus.max_documents=1000"), "streaming the train split of corpus.data_files failed"),
     Case("corpus file gone when read (deleted after listing)", "prepare_corpus", ("corpus.data_files={files}/gone",), "a corpus file is gone"),
     Case("corpus file gone when streamed", "prepare_corpus", ("corpus.data_files={files}/gone", "corpus.streaming=true", "corpus.max_documents=1000"), "a corpus file is gone"),
+    Case("encode batches of 0 bytes", "encode", ("encode.batch_bytes=0",), "encode: batch_bytes=0: must be > 0"),
     Case("vocabulary below the alphabet", "train_tokenizer", ("+only=bpe", "tokenizers.bpe.vocab_size=100"), "raise vocab_size"),
     Case("vocabulary of 1", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=1"), "raise vocab_size"),
     Case("unigram vocabulary below the alphabet", "train_tokenizer", ("+only=unigram", "tokenizers.unigram.vocab_size=20"), "raise vocab_size to at least"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,9 @@ import numpy as np
 from omegaconf import DictConfig
 from tokenizers import Tokenizer
 
+from llmworks.config import typed
 from llmworks.corpus.prepare import load_corpus
+from llmworks.domains import positive
 from llmworks.data.shards import META_FILE, SPLITS, dtype_for_vocab, tokenizer_hash
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
@@ -38,6 +41,22 @@ PROGRESS_SECONDS = 30.0  # a log line at most this often on a long split
 
 
 READ_DOCS = 64  # documents read from Arrow at a time while a batch fills
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """The ``encode`` section: at most ``batch_size`` documents and ``batch_bytes`` of text
+    per batch the tokenizer encodes at once."""
+
+    batch_size: int
+    batch_bytes: int
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "batch_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name}={value!r}: expected a whole number")
+        positive(batch_size=self.batch_size, batch_bytes=self.batch_bytes)
 
 
 def text_batches(
@@ -146,6 +165,7 @@ def encode_corpus(
 def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Encode the corpus with each selected tokenizer into ``data/tokens/<name>/``."""
     paths = Paths.from_config(cfg)
+    settings = typed(EncodeConfig, cfg.encode, "encode")  # a bad batch fails before any work
     corpus = load_corpus(paths)
     results = {}
     for name in selected_tokenizers(cfg):
@@ -157,8 +177,8 @@ def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             path,
             paths.tokens(name),
             str(cfg.tokenizers[name].eot_token),
-            batch_size=int(cfg.encode.batch_size),
-            batch_bytes=int(cfg.encode.batch_bytes),
+            batch_size=settings.batch_size,
+            batch_bytes=settings.batch_bytes,
         )
         counts = {f"{s}/tokens": v["tokens"] for s, v in meta["splits"].items()}
         with wandb_run(cfg, job_type(f"encode@{name}")) as run:
