@@ -56,35 +56,35 @@ class TokenizerSpec:
 
     def __post_init__(self) -> None:
         if self.train_bytes is not None and self.train_bytes < 1:
-            raise LlmworksError(
+            raise ValueError(
                 f"train_bytes={self.train_bytes} must be at least 1 (or null: the whole split)"
             )
         if self.type not in TYPES:
-            raise LlmworksError(f"tokenizer type must be one of {TYPES}, not {self.type!r}")
+            raise ValueError(f"tokenizer type must be one of {TYPES}, not {self.type!r}")
         if self.type == "bpe" and self.split_pattern not in SPLIT_PATTERNS:
-            raise LlmworksError(
+            raise ValueError(
                 f"split_pattern={self.split_pattern!r}: byte-level BPE takes one of "
                 f"{sorted(SPLIT_PATTERNS)}"
             )
         if self.type != "bpe" and self.split_pattern is not None:
-            raise LlmworksError(
+            raise ValueError(
                 f"split_pattern={self.split_pattern!r} applies to type bpe only; "
                 f"{self.type} splits text its own way (set it to null)"
             )
         if self.type == "wordpiece" and self.strip_accents not in (True, False, "auto"):
-            raise LlmworksError(
+            raise ValueError(
                 f"strip_accents={self.strip_accents!r}: WordPiece takes true, false or auto"
             )
         if self.type != "wordpiece" and self.strip_accents is not None:
-            raise LlmworksError(
+            raise ValueError(
                 f"strip_accents={self.strip_accents!r} applies to type wordpiece only; "
                 f"set it to null for {self.type}"
             )
         for token in (self.unk_token, self.eot_token):
             if token not in self.special_tokens:
-                raise LlmworksError(f"{token!r} must be listed in the tokenizer's special_tokens")
+                raise ValueError(f"{token!r} must be listed in the tokenizer's special_tokens")
         if self.type == "bpe" and self.vocab_size < self.min_vocab_size:
-            raise LlmworksError(
+            raise ValueError(
                 f"vocab_size={self.vocab_size} is smaller than the byte-level alphabet plus "
                 f"special tokens ({self.min_vocab_size}); raise vocab_size"
             )
