@@ -7,7 +7,9 @@ gradient, took more of a training step than all four Transformer blocks' attenti
 (``bench/README.md``, "Where a training step's time goes"). Done a slice of rows at a
 time, each slice's logits stay in cache, and because the loss is the end of the graph the
 slice's gradients can be taken at once (as Liger-Kernel's fused linear cross-entropy does):
-the backward pass only scales them.
+the backward pass only scales them. GPT uses it on CPU; on a GPU, where ``torch.compile``
+fuses the plain loss and a Python loop over slices would unroll into its graph, the whole
+logits stay until the GPU check has measured this path there.
 """
 
 from __future__ import annotations

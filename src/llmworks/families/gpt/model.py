@@ -198,12 +198,13 @@ class GPT(nn.Module):
         """Logits ``(B, T, vocab)`` for token ids ``idx`` ``(B, T)`` at positions
         ``input_pos..input_pos+T``, and the mean cross-entropy when ``targets`` are given
         (``-1`` targets are ignored). With targets and ``return_logits=False`` (training and
-        validation), the logits are None and the loss is taken a slice of positions at a
-        time, never holding the whole ``(B * T, vocab)`` logits or their gradient: the same
-        loss, and 30% off the default training step on CPU. The MoE balance loss is
-        ``self.aux_loss()`` afterwards."""
+        validation) the logits are None, and on CPU the loss is taken a slice of positions at
+        a time, never holding the whole ``(B * T, vocab)`` logits or their gradient: the
+        same loss, and 30% off the default training step. On a GPU the loss stays that of
+        the whole logits (which ``torch.compile`` fuses): the path the GPU check measured.
+        The MoE balance loss is ``self.aux_loss()`` afterwards."""
         h = self.encode(idx, input_pos)
-        if targets is not None and not return_logits:
+        if targets is not None and not return_logits and h.device.type == "cpu":
             loss = linear_cross_entropy(
                 h.flatten(0, 1), self.lm_head.weight, targets.flatten(), ignore_index=-1
             )
@@ -215,7 +216,7 @@ class GPT(nn.Module):
             loss = F.cross_entropy(
                 logits.flatten(0, 1).to(exact), targets.flatten(), ignore_index=-1
             )
-        return logits, loss
+        return (logits if return_logits else None), loss
 
     def aux_loss(self) -> torch.Tensor:
         """Mean MoE load-balancing loss of the last forward over layers (0 without MoE)."""
