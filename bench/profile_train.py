@@ -3,7 +3,7 @@ the stage's own model, optimizer and batches (the default pipeline's encoded dat
 
     python bench/profile_train.py gpt  [--steps 30] [--warmup 5] [overrides...]
     python bench/profile_train.py bert --threads 2 bert.optim.name=adamw
-    python bench/profile_train.py gpt --full-logits      # GPT's loss as before 2026-12-05
+    python bench/profile_train.py gpt --full-logits      # the loss as before 2026-12-05
     python bench/profile_train.py gpt --compile          # torch.compile of the model
 
 Prints, for the profiled steps, the share of wall time in each phase of a step (fetching
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument(
         "--full-logits",
         action="store_true",
-        help="GPT: take the loss from the whole (B*T, vocab) logits, not slice by slice",
+        help="GPT: take the loss from the whole logits (as before 2026-12-05), not slice by slice",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
     args = parser.parse_args()
@@ -54,6 +54,11 @@ def main() -> None:
     built = family(args.family).build(cfg, Paths.from_config(cfg))
     module, data = built.module, built.data
     module.log = lambda *a, **k: None  # no Trainer here to log to
+    if args.full_logits and args.family != "gpt":
+        parser.error("--full-logits: only GPT takes its loss slice by slice")
+    if args.full_logits:  # the stage's step, with the loss taken from the whole logits
+        forward = module.model.forward
+        module.model.forward = lambda *a, **k: forward(*a, **{**k, "return_logits": True})
     if args.compile:
         module.model.compile()
     data.setup("fit")
@@ -68,7 +73,7 @@ def main() -> None:
         with record_function("data"):
             batch = next(batches)
         with record_function("forward"):
-            loss = module.model(*batch)[1] if args.full_logits else module.training_step(batch, i)
+            loss = module.training_step(batch, i)
         with record_function("backward"):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
