@@ -144,3 +144,23 @@ def configure_optimizer(
         "optimizer": opt,
         "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"},
     }
+
+
+class MuonOrAdamWOptimizers:
+    """``configure_optimizers`` for a ``LightningModule`` with ``model`` and ``optim`` (an
+    ``OptimConfig``): ``configure_optimizer`` over the trainer's ``max_steps``. A family
+    names the matrices that stay with AdamW under Muon by overriding ``adamw_only``."""
+
+    def adamw_only(self) -> tuple[torch.Tensor, ...]:
+        """Matrices that stay with AdamW under Muon beyond embeddings, norms and biases."""
+        return ()
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        trainer = self.trainer  # type: ignore[attr-defined]
+        return configure_optimizer(
+            self.model,  # type: ignore[attr-defined]
+            self.optim,  # type: ignore[attr-defined]
+            trainer.max_steps,
+            trainer,
+            adamw_only=self.adamw_only(),
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -26,7 +25,7 @@ from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity
-from llmworks.training.optim import OptimConfig, configure_optimizer
+from llmworks.training.optim import MuonOrAdamWOptimizers, OptimConfig
 
 Batch = dict[str, torch.Tensor]
 
@@ -60,7 +59,7 @@ class MaskedLMScores(TokenMeans):
         }
 
 
-class MLMModule(ScoredModule):
+class MLMModule(MuonOrAdamWOptimizers, ScoredModule):
     def __init__(
         self, config: BertConfig, optim: OptimConfig, mask_rate: float, model: Bert | None = None
     ):
@@ -94,20 +93,6 @@ class MLMModule(ScoredModule):
         self.flops_per_batch = per_token * self.tokens_in_batch(batch)
         self.log("train_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
         return loss
-
-    def adamw_only(self) -> tuple[torch.Tensor, ...]:
-        """Matrices that stay with AdamW under Muon beyond embeddings, norms and biases: none
-        (the MLM decoder is tied to the word embedding)."""
-        return ()
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizer(
-            self.model,
-            self.optim,
-            self.trainer.max_steps,
-            self.trainer,
-            adamw_only=self.adamw_only(),
-        )
 
 
 def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:

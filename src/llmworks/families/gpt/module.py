@@ -10,7 +10,6 @@ token counted once across batches and DDP ranks.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
 
 import torch
 from omegaconf import DictConfig
@@ -25,7 +24,7 @@ from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity
-from llmworks.training.optim import OptimConfig, configure_optimizer
+from llmworks.training.optim import MuonOrAdamWOptimizers, OptimConfig
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -57,7 +56,7 @@ class NextTokenScores(TokenMeans):
         return out
 
 
-class CausalLM(ScoredModule):
+class CausalLM(MuonOrAdamWOptimizers, ScoredModule):
     def __init__(
         self,
         config: GPTConfig,
@@ -107,15 +106,6 @@ class CausalLM(ScoredModule):
         """Matrices that stay with AdamW under Muon: the output head, as in modded-nanogpt
         (tied, it is the embedding, which AdamW takes anyway)."""
         return (self.model.lm_head.weight,)
-
-    def configure_optimizers(self) -> dict[str, Any]:
-        return configure_optimizer(
-            self.model,
-            self.optim,
-            self.trainer.max_steps,
-            self.trainer,
-            adamw_only=self.adamw_only(),
-        )
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:
