@@ -5,6 +5,7 @@ the stage's own model, optimizer and batches (the default pipeline's encoded dat
     python bench/profile_train.py bert --threads 2 bert.optim.name=adamw
     python bench/profile_train.py gpt --full-logits      # the loss as before 2026-12-05
     python bench/profile_train.py gpt --compile          # torch.compile of the model
+    python bench/profile_train.py bert --direct-ns       # Muon without the Gram form
 
 Prints, for the profiled steps, the share of wall time in each phase of a step (fetching
 the batch, forward, backward, optimizer) and the operators with the most self CPU time,
@@ -16,6 +17,7 @@ Lightning's loop around it (whose overhead ``bench_gpt.py train`` measures apart
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from collections import defaultdict
 
@@ -25,6 +27,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from llmworks.config import compose_config
 from llmworks.paths import Paths
 from llmworks.spec import family
+from llmworks.training import muon
 from llmworks.training.optim import configure_optimizer
 
 PHASES = ("data", "forward", "backward", "optimizer")
@@ -46,9 +49,16 @@ def main() -> None:
         help="GPT: take the loss from the whole logits (as before 2026-12-05), not slice by slice",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the model first")
+    parser.add_argument(
+        "--direct-ns",
+        action="store_true",
+        help="Muon: the direct Newton-Schulz form on every matrix (as before 2026-12-05)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.direct_ns:
+        muon.GRAM_ASPECT = math.inf
 
     cfg = compose_config([f"family={args.family}", *args.overrides])
     built = family(args.family).build(cfg, Paths.from_config(cfg))

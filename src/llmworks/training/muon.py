@@ -10,7 +10,9 @@ Two pieces on top of ``torch.optim.Muon``:
 - ``Muon``: torch's, except that on CPU the Newton-Schulz iteration runs in float32. torch
   runs it in bfloat16, which a CPU without bf16 instructions (AVX2 only, as on our 2-core
   machines) emulates: measured 23x slower than float32 at the default GPT's shapes, which
-  doubled the training step. On a GPU torch's own step runs unchanged.
+  doubled the training step. Wide matrices take the iteration's Gram form (fewer
+  operations, the same result to float32's precision). On a GPU torch's own step runs
+  unchanged.
 - ``MuonWithAdamW``: both optimizers behind one ``torch.optim.Optimizer``, because Lightning's
   automatic optimization (gradient clipping, accumulation, the LR scheduler, checkpoints)
   drives exactly one. Its ``param_groups`` are the two optimizers' own group dicts, so the
@@ -24,22 +26,55 @@ from typing import Any
 
 import torch
 
+# The Gram form of the iteration pays off once a matrix's long side exceeds this many short
+# sides: its operation count breaks even at 1.5 (see gram_newton_schulz).
+GRAM_ASPECT = 1.5
+
 
 def newton_schulz_fp32(
     update: torch.Tensor, coefficients: tuple[float, float, float], steps: int, eps: float
 ) -> torch.Tensor:
     """torch's quintic Newton-Schulz orthogonalisation (the same coefficients and steps),
-    in float32."""
+    in float32; on a matrix whose long side is over ``GRAM_ASPECT`` times its short side, in
+    its Gram form (``gram_newton_schulz``), which needs fewer operations there."""
     a, b, c = coefficients
     x = update.float()
     tall = x.size(0) > x.size(1)
     if tall:
         x = x.T
     x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
-    for _ in range(steps):
-        gram = x @ x.T
-        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    if steps > 1 and x.size(1) > GRAM_ASPECT * x.size(0):
+        x = gram_newton_schulz(x, coefficients, steps)
+    else:
+        for _ in range(steps):
+            gram = x @ x.T
+            x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x.T if tall else x
+
+
+def gram_newton_schulz(
+    x: torch.Tensor, coefficients: tuple[float, float, float], steps: int
+) -> torch.Tensor:
+    """The same iteration on a wide ``x`` (m x n, m < n), carried on the m x m Gram matrix.
+
+    Each step is X <- P(A) X with A = X X^T and P(A) = aI + bA + cA^2. Every P is a
+    polynomial in the first A, so the steps compose into one m x m matrix Q, and X_k = Q X_0:
+    the n-wide products happen twice (A_0 = X_0 X_0^T, then Q X_0) instead of twice per step,
+    while A follows as P A P. Cost 4m^2 n + (8 steps - 6) m^3 against steps (4m^2 n + 2m^3):
+    cheaper exactly when n > 1.5 m (BERT's 256 x 1024 FFN matrices: 0.55x the time). In
+    float32 it is ~1e-4 from the float64 iteration on ill-conditioned updates (~1e-5 for
+    the direct form; torch's bfloat16 iteration ~1e-2)."""
+    a, b, c = coefficients
+    gram = x @ x.T
+    q: torch.Tensor | None = None
+    for step in range(steps):
+        p = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        p.diagonal().add_(a)
+        q = p if q is None else p @ q
+        if step < steps - 1:
+            gram = p @ gram @ p
+    assert q is not None
+    return q @ x
 
 
 class Muon(torch.optim.Muon):

@@ -25,7 +25,7 @@ class OptimConfig:
     """A family's ``optim`` section (``conf/<family>/*.yaml``). ``name: muon`` trains the
     hidden weight matrices with Muon at the same ``lr`` and ``weight_decay`` (torch's
     ``match_rms_adamw`` scaling makes AdamW's values fit), momentum ``muon_momentum`` and
-    ``muon_ns_steps`` Newton-Schulz iterations (torch's 5; each costs BERT's default ~4% of a
+    ``muon_ns_steps`` Newton-Schulz iterations (torch's 5; each costs BERT's default ~3% of a
     step on CPU, so fewer trade orthogonality for time)."""
 
     name: str
