@@ -114,6 +114,23 @@ def test_scaled_residual_init_and_tying():
     assert abs(std - 0.02 / 4) < 0.002
 
 
+@pytest.mark.parametrize("mlp", ["gelu", "swiglu"])
+def test_zero_init_proj_starts_every_branch_at_zero(mlp):
+    """With zero_init_proj the blocks add nothing at first: the logits are the embeddings'
+    alone, and the projections still learn (their gradients are not zero)."""
+    model = GPT(gpt_config(97, block_size=16, n_layer=2, d_model=32, mlp=mlp, zero_init_proj=True))
+    outputs = [b.attn.proj.weight for b in model.blocks]
+    outputs += [b.ffn.proj.weight if mlp == "gelu" else b.ffn.down.weight for b in model.blocks]
+    assert all(torch.count_nonzero(w) == 0 for w in outputs)
+    idx = torch.randint(0, 97, (2, 16))
+    x, rope = model.wte(idx), model.rope(0, 16, torch.float32)
+    for block in model.blocks:
+        assert torch.equal(block(x, rope, 0), x)
+    loss = model(idx, targets=idx)[1]
+    loss.backward()
+    assert all(torch.count_nonzero(w.grad) > 0 for w in outputs)
+
+
 def test_save_and_load_roundtrip(tmp_path):
     model = tiny(**VARIANTS["moe"])
     model.save(tmp_path)

@@ -65,6 +65,7 @@ class GPTConfig:
     qk_norm: bool = False  # RMSNorm of each query and key head before RoPE (Qwen3)
     rope_scaling: dict | None = None  # {type: llama3, factor, ...}: see RotaryEmbedding
     hf_type: str | None = None  # transformers model_type to export as; None: simplest equal
+    zero_init_proj: bool = False  # residual branches' output projections start at zero
 
     def __post_init__(self) -> None:
         at_least(1, vocab_size=self.vocab_size, block_size=self.block_size,
@@ -161,10 +162,15 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         self.apply(init_linear_)
         # each residual branch adds to the stream, so after 2 * n_layer additions the variance
-        # would grow with depth; GPT-2 scales the branch outputs' init by 1/sqrt(2 * n_layer)
+        # would grow with depth; GPT-2 scales the branch outputs' init by 1/sqrt(2 * n_layer).
+        # zero_init_proj starts every branch at zero instead (the modded-nanogpt records):
+        # the model begins as its embeddings alone and each block opens as it learns
         for name, p in self.named_parameters():
             if name.endswith(("attn.proj.weight", "ffn.proj.weight", "ffn.down.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                if cfg.zero_init_proj:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     def encode(
         self, idx: torch.Tensor, input_pos: int = 0, padding_mask: torch.Tensor | None = None
