@@ -43,7 +43,9 @@ def newton_schulz_fp32(
     if tall:
         x = x.T
     x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
-    if steps > 1 and x.size(1) > GRAM_ASPECT * x.size(0):
+    # FSDP's DTensor gradients keep the direct form: DTensor distributes its products, but
+    # not the Gram form's in-place diagonal update of a partial sum
+    if steps > 1 and x.size(1) > GRAM_ASPECT * x.size(0) and type(x) is torch.Tensor:
         x = gram_newton_schulz(x, coefficients, steps)
     else:
         for _ in range(steps):
