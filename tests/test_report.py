@@ -13,7 +13,7 @@ from llmworks.evaluation.plots import (
     plot_word_map,
     project_2d,
 )
-from llmworks.report.html import Section, render, table_from_dict
+from llmworks.report.html import Section, fmt, render, table_from_dict
 from llmworks.training.logs import merge_sessions, read_metrics_csv, series, write_plots
 
 
@@ -55,6 +55,14 @@ def test_a_resumed_session_replaces_the_steps_it_trains_again(tmp_path: Path) ->
     assert series(log, "val_loss")[1].tolist() == [4.4]
     out = write_plots(log, {"train": tmp_path / "train.csv"}, {"train": {"loss": "train_loss"}})
     assert out["train"].read_text().splitlines() == ["step,loss", "0,5", "1,4", "2,3.1", "3,2.8"]
+
+
+def test_table_cells_read_alike() -> None:
+    """Large floats (word2vec's tokens/s) print as whole numbers like the integers beside
+    them, not in scientific notation; small ones keep four significant digits."""
+    assert fmt(479539.18) == "479,539" and fmt(4066.01) == "4,066" and fmt(1_640_800) == "1,640,800"
+    assert fmt(0.25464) == "0.2546" and fmt(133.76) == "133.8" and fmt(-2.5e-5) == "-2.5e-05"
+    assert fmt(True) == "True" and fmt("<b>") == "&lt;b&gt;"
 
 
 def test_report_renders_with_all_pictures(tmp_path: Path) -> None:

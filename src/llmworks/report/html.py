@@ -42,10 +42,12 @@ class Section:
 
 
 def fmt(value: Any) -> str:
+    """A table cell: four significant digits for small floats; large ones (tokens/s, word
+    perplexity) as whole numbers with separators, like the integers beside them."""
     if isinstance(value, bool) or value is None:
         return html.escape(str(value))
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
     if isinstance(value, int):
         return f"{value:,}"
     return html.escape(str(value))
