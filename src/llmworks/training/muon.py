@@ -43,8 +43,9 @@ def newton_schulz_fp32(
     if tall:
         x = x.T
     x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
-    # FSDP's DTensor gradients keep the direct form: DTensor distributes its products, but
-    # not the Gram form's in-place diagonal update of a partial sum
+    # FSDP's DTensor gradients keep the direct form, which DTensor distributes correctly;
+    # the Gram form gave NaN there at step 2 (tests/test_fsdp.py), most likely from its
+    # in-place diagonal update of a DTensor that holds a partial sum
     if steps > 1 and x.size(1) > GRAM_ASPECT * x.size(0) and type(x) is torch.Tensor:
         x = gram_newton_schulz(x, coefficients, steps)
     else:
