@@ -47,6 +47,12 @@ def typed(cls: type[T], node: Any, where: str, **derived: Any) -> T:
             f"missing {missing}" if missing else "",
         ]
         raise LlmworksError(f"{where}: {'; '.join(p for p in problems if p)}")
+    # a switch given as `maybe` or 1 would read as true: the dataclasses do not check types
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.type in ("bool", bool) and not isinstance(values.get(field.name, False), bool):
+            raise LlmworksError(
+                f"{where}: {field.name}={values[field.name]!r}: expected true or false"
+            )
     try:
         return cls(**values, **derived)
     except (TypeError, ValueError) as exc:  # a bad switch (norm: mid) or shape is the user's
