@@ -23,7 +23,7 @@ code on the whole test split:
   linear decay, as many steps as fit the time, measured by a short probe run).
 - GPT: our ``GPT`` class in both; the peer is trained like nanoGPT's ``train.py``: random
   windows from the memory-mapped train split, AdamW (decay on matrices only), linear warmup
-  then cosine to ``min_lr_ratio``, gradient clipping, as many steps as fit the time. Both
+  then cosine to a tenth of the peak (nanoGPT's ``min_lr``), gradient clipping, as many steps as fit the time. Both
   are scored by the evaluate stage's ``NextTokenScores`` over every test window: bits per
   byte.
 
@@ -199,13 +199,17 @@ def mlm_scores(model: Any, data: MLMData) -> dict[str, float]:
 # ----------------------------------------------------------------------------- GPT
 
 
+NANOGPT_MIN_LR_RATIO = 0.1
+
+
 def gpt(overrides: list[str], out: Path, peer_lr: float | None) -> list[dict[str, Any]]:
     cfg = compose_config(["gpt=default", *overrides])
     g = cfg.gpt
     seconds = run_ours("gpt", overrides, out)
     built = build_gpt(cfg, Paths.from_config(cfg))  # the stage's own model config and data
     data, config, optim = built.data, built.module.config, built.module.optim
-    optim = replace(optim, lr=peer_lr or optim.lr)
+    # nanoGPT's train.py decays to a tenth of the peak (min_lr), whatever our schedule does
+    optim = replace(optim, lr=peer_lr or optim.lr, min_lr_ratio=NANOGPT_MIN_LR_RATIO)
     shards = open_shards(data.shards_root)
     ours = GPT.load(out / "models" / "gpt")
     theirs, steps, their_s = nanogpt_loop(

@@ -17,9 +17,10 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 
 from llmworks.config import compose_config
 from llmworks.spec import family
+from llmworks.training.optim import warmup_stable_decay
 from llmworks.training.recipe import train
 
-from conftest import run_stage, stage_overrides, train_metrics
+from conftest import preset, run_stage, stage_overrides, train_metrics
 
 
 def train_gpt(cfg):
@@ -82,7 +83,19 @@ def test_stage_writes_metrics_and_training_curves(trained):
     assert metrics["steps"] == 10
     train_csv = (trained / "metrics" / "train" / "gpt_train.csv").read_text().splitlines()
     assert train_csv[0] == "step,train_loss,lr,tokens_per_s_per_device" and len(train_csv) == 11
-    assert all(row.split(",")[2] for row in train_csv[1:])  # the learning rate at every step
+    # the learning rate at every step, as the preset's schedule gives it (the default's
+    # warmup-stable-decay: up over the warmup, flat, then down over the last 40%)
+    optim = preset("gpt", "smoke", "optim")
+    assert optim["schedule"] == "wsd"
+    expected = [
+        optim["lr"]
+        * warmup_stable_decay(
+            step, optim["warmup_steps"], 10, optim["min_lr_ratio"], optim["cooldown"]
+        )
+        for step in range(10)
+    ]
+    assert [float(row.split(",")[2]) for row in train_csv[1:]] == pytest.approx(expected)
+    assert len(set(expected)) < len(expected) - 2  # a plateau: not a cosine
 
 
 def test_generate_streams_from_the_model_and_from_its_checkpoint_alike(gpt_data, trained):

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from llmworks.families.gpt.model import GPT
-from llmworks.training.optim import param_groups, warmup_cosine
+from llmworks.training.optim import param_groups, warmup_cosine, warmup_stable_decay
 
 from conftest import gpt_config
 
@@ -35,6 +35,24 @@ def test_warmup_then_cosine():
     assert lr[60] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lr[110] == pytest.approx(0.1) and lr[119] == pytest.approx(0.1)
     assert all(a >= b for a, b in zip(lr[9:], lr[10:], strict=False))
+
+
+def test_warmup_stable_decay_holds_the_peak_then_falls_linearly():
+    lr = [warmup_stable_decay(s, 10, 110, 0.1, cooldown=0.4) for s in range(120)]
+    assert lr[0] == pytest.approx(0.1) and lr[9] == pytest.approx(1.0)
+    assert lr[10:67] == [1.0] * 57  # decay starts at 110 - 44 = 66
+    assert lr[88] == pytest.approx(1 - 0.9 * 0.5)  # half-way down the last 44 steps
+    assert lr[110] == pytest.approx(0.1) and lr[119] == pytest.approx(0.1)
+    # cooldown 1.0: one cycle, straight down from the end of the warmup
+    one_cycle = [warmup_stable_decay(s, 10, 110, 0.0, cooldown=1.0) for s in range(111)]
+    assert one_cycle[10] == 1.0 and one_cycle[60] == pytest.approx(0.5) and one_cycle[110] == 0.0
+
+
+def test_a_schedule_the_optimizer_does_not_know_is_refused():
+    with pytest.raises(ValueError, match="schedule='linear'"):
+        muon_config(schedule="linear")
+    with pytest.raises(ValueError, match="cooldown"):
+        muon_config(schedule="wsd", cooldown=1.5)
 
 
 @pytest.mark.parametrize(
@@ -64,7 +82,8 @@ def muon_config(**kw):
     from llmworks.training.optim import OptimConfig
 
     values = dict(name="muon", lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), eps=1e-8,
-                  warmup_steps=2, min_lr_ratio=0.1, muon_momentum=0.95, muon_ns_steps=5)  # fmt: skip
+                  warmup_steps=2, min_lr_ratio=0.1, muon_momentum=0.95, muon_ns_steps=5,
+                  schedule="cosine", cooldown=0.4)  # fmt: skip
     return OptimConfig(**{**values, **kw})
 
 

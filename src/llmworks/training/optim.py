@@ -1,10 +1,11 @@
 """The optimizer of every Transformer stage -- AdamW with decoupled weight decay on matrices
-only, or Muon for the hidden matrices and AdamW for the rest -- and a linear-warmup + cosine
-schedule."""
+only, or Muon for the hidden matrices and AdamW for the rest -- and its schedule: linear warmup,
+then cosine decay or warmup-stable-decay."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from llmworks.training.muon import Muon, MuonWithAdamW
 # takes them) as Lightning's LearningRateMonitor names it for the scheduler named "lr" below
 LOGGED_LR = "lr/pg1"
 OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,12 @@ class OptimConfig:
     hidden weight matrices with Muon at the same ``lr`` and ``weight_decay`` (torch's
     ``match_rms_adamw`` scaling makes AdamW's values fit), momentum ``muon_momentum`` and
     ``muon_ns_steps`` Newton-Schulz iterations (torch's 5; each costs BERT's default ~3% of a
-    step on CPU, so fewer trade orthogonality for time)."""
+    step on CPU, so fewer trade orthogonality for time).
+
+    ``schedule``: after the warmup, ``cosine`` decays to ``min_lr_ratio`` over the remaining
+    steps; ``wsd`` (warmup-stable-decay, the modded-nanogpt records' trapezoid) holds the peak
+    and decays linearly to ``min_lr_ratio`` over the last ``cooldown`` share of the steps
+    (``cooldown: 1.0`` is the one-cycle of Cramming: straight down from the warmup)."""
 
     name: str
     lr: float
@@ -37,10 +44,15 @@ class OptimConfig:
     min_lr_ratio: float
     muon_momentum: float
     muon_ns_steps: int
+    schedule: str
+    cooldown: float
 
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS:
             raise ValueError(f"name={self.name!r}: expected one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r}: expected one of {SCHEDULES}")
+        fraction(closed=True, cooldown=self.cooldown)
         fraction(muon_momentum=self.muon_momentum)
         at_least(1, muon_ns_steps=self.muon_ns_steps)
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -82,6 +94,28 @@ def warmup_cosine(step: int, warmup_steps: int, max_steps: int, min_lr_ratio: fl
     return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def warmup_stable_decay(
+    step: int, warmup_steps: int, max_steps: int, min_lr_ratio: float, cooldown: float
+) -> float:
+    """Learning-rate multiplier: linear from ~0 to 1 over ``warmup_steps``, 1 until the last
+    ``cooldown`` share of ``max_steps``, then linear down to ``min_lr_ratio`` at ``max_steps``
+    (and flat after). The decay starts after the warmup at the latest."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    start = max(warmup_steps, max_steps - round(cooldown * max_steps))
+    progress = min(1.0, max(0, step - start) / max(1, max_steps - start))
+    return 1 - (1 - min_lr_ratio) * progress
+
+
+def lr_multiplier(optim: OptimConfig, max_steps: int) -> Callable[[int], float]:
+    """The schedule ``optim.schedule`` names, as a function of the optimizer step."""
+    if optim.schedule == "wsd":
+        return lambda step: warmup_stable_decay(
+            step, optim.warmup_steps, max_steps, optim.min_lr_ratio, optim.cooldown
+        )
+    return lambda step: warmup_cosine(step, optim.warmup_steps, max_steps, optim.min_lr_ratio)
+
+
 def use_fused_adamw(on_cuda: bool, trainer: Any | None = None) -> bool:
     """Fused AdamW (one kernel for all parameters) needs CUDA weights. Lightning's mixed
     precision plugins refuse to clip gradients for an optimizer that unscales them itself, as
@@ -104,8 +138,8 @@ def configure_optimizer(
     adamw_only: tuple[nn.Parameter, ...] = (),
 ) -> dict[str, Any]:
     """What a ``LightningModule.configure_optimizers`` returns: the optimizer ``optim.name``
-    names and the warmup + cosine schedule stepped every optimizer step. Pass the ``trainer``
-    so the fused AdamW kernel is only chosen where Lightning can use it.
+    names and the schedule ``optim.schedule`` names, stepped every optimizer step. Pass the
+    ``trainer`` so the fused AdamW kernel is only chosen where Lightning can use it.
 
     With Muon, the decayed weight matrices go to Muon, except ``adamw_only`` (an untied output
     head: Muon is for hidden layers) and embeddings (never in the decayed group)."""
@@ -136,10 +170,7 @@ def configure_optimizer(
         opt: torch.optim.Optimizer = MuonWithAdamW(muon, adamw([g for g in groups if g["params"]]))
     else:
         opt = adamw(groups)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda step: warmup_cosine(step, optim.warmup_steps, max_steps, optim.min_lr_ratio),
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(optim, max_steps))
     return {
         "optimizer": opt,
         "lr_scheduler": {"scheduler": sched, "interval": "step", "name": "lr"},

@@ -1,5 +1,5 @@
 """GPT's training: ``CausalLM``, the ``LightningModule`` (next-token loss, Muon/AdamW +
-warmup/cosine), its scorer, and ``build``, which the shared recipe calls.
+the schedule of ``optim``), its scorer, and ``build``, which the shared recipe calls.
 
 Per step it logs ``train_loss`` (and ``train_aux_loss`` for MoE); per validation ``val_loss``
 (nats/token), ``val_ppl``, ``val_bpb`` (bits per UTF-8 byte: independent of the tokenizer, so
