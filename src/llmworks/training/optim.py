@@ -99,7 +99,7 @@ def warmup_stable_decay(
 ) -> float:
     """Learning-rate multiplier: linear from ~0 to 1 over ``warmup_steps``, 1 until the last
     ``cooldown`` share of ``max_steps``, then linear down to ``min_lr_ratio`` at ``max_steps``
-    (and flat after). The decay starts after the warmup at the latest."""
+    (and flat after). The decay never starts before the warmup has ended."""
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     start = max(warmup_steps, max_steps - round(cooldown * max_steps))
