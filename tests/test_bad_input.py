@@ -93,6 +93,7 @@ CASES = [
     Case("unknown optimizer", "train", ("family=bert", "bert.optim.name=sgd"), "bert.optim: name='sgd': expected one of ('adamw', 'muon')"),
     Case("no Newton-Schulz iteration for Muon", "train", ("family=gpt", "gpt.optim.muon_ns_steps=0"), "gpt.optim: muon_ns_steps=0: must be >= 1"),
     Case("unknown learning-rate schedule", "train", ("family=gpt", "gpt.optim.schedule=linear"), "gpt.optim: schedule='linear': expected one of ('cosine', 'wsd')"),
+    Case("a number given as a word", "train", ("family=gpt", "gpt.optim.cooldown=abc"), "gpt.optim: cooldown='abc': expected a number"),
     Case("a switch that is not true or false", "train", ("family=gpt", "gpt.model.zero_init_proj=maybe"), "gpt.model: zero_init_proj='maybe': expected true or false"),
     Case("top_p above 1", "generate", ("top_p=1.5",), "top_p=1.5: must be in [0, 1]"),
     Case("negative top_k", "generate", ("top_k=-1",), "top_k=-1: must be an integer >= 0"),

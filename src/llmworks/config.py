@@ -47,12 +47,14 @@ def typed(cls: type[T], node: Any, where: str, **derived: Any) -> T:
             f"missing {missing}" if missing else "",
         ]
         raise LlmworksError(f"{where}: {'; '.join(p for p in problems if p)}")
-    # a switch given as `maybe` or 1 would read as true: the dataclasses do not check types
+    # the dataclasses do not check types: a switch given as `maybe` or 1 would read as true,
+    # and a number given as `abc` would fail later with a message that names no key
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if field.type in ("bool", bool) and not isinstance(values.get(field.name, False), bool):
-            raise LlmworksError(
-                f"{where}: {field.name}={values[field.name]!r}: expected true or false"
-            )
+        value = values.get(field.name)
+        if field.type in ("bool", bool) and field.name in values and not isinstance(value, bool):
+            raise LlmworksError(f"{where}: {field.name}={value!r}: expected true or false")
+        if field.type in ("float", "int", float, int) and isinstance(value, str):
+            raise LlmworksError(f"{where}: {field.name}={value!r}: expected a number")
     try:
         return cls(**values, **derived)
     except (TypeError, ValueError) as exc:  # a bad switch (norm: mid) or shape is the user's
