@@ -23,9 +23,9 @@ code on the whole test split:
   linear decay, as many steps as fit the time, measured by a short probe run).
 - GPT: our ``GPT`` class in both; the peer is trained like nanoGPT's ``train.py``: random
   windows from the memory-mapped train split, AdamW (decay on matrices only), linear warmup
-  then cosine to a tenth of the peak (nanoGPT's ``min_lr``), gradient clipping, as many steps as fit the time. Both
-  are scored by the evaluate stage's ``NextTokenScores`` over every test window: bits per
-  byte.
+  then cosine to a tenth of the peak (nanoGPT's ``min_lr``), gradient clipping, as many
+  steps as fit the time. Both are scored by the evaluate stage's ``NextTokenScores`` over
+  every test window: bits per byte.
 
 Prints one JSON line per contestant and a Markdown table for bench/README.md.
 """
