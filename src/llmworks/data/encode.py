@@ -25,15 +25,15 @@ from tokenizers import Tokenizer
 
 from llmworks.config import typed
 from llmworks.corpus.prepare import load_corpus
-from llmworks.domains import positive
 from llmworks.data.shards import META_FILE, SPLITS, dtype_for_vocab, tokenizer_hash
+from llmworks.domains import positive
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.paths import Paths
+from llmworks.tokenization.files import read_tokenizer
 from llmworks.tokenization.train import selected_tokenizers
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
-from llmworks.tokenization.files import read_tokenizer
 from llmworks.words import count_words
 
 log = logging.getLogger(__name__)

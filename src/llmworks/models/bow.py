@@ -17,8 +17,8 @@ from functools import partial
 import numpy as np
 from scipy import sparse
 
-from llmworks.words import tokenize
 from llmworks.errors import LlmworksError
+from llmworks.words import tokenize
 
 
 class BagOfWords:
