@@ -1,4 +1,4 @@
-"""Hugging Face checkpoint files (``models/checkpoints.py``): a hub id that is neither cached
+"""Hugging Face checkpoint files (``models/hub.py``, ``models/checkpoints.py``): a hub id that is neither cached
 nor reachable offline is one line saying how to fetch it; safetensors tensors, single files
 and shards, are read as the safetensors library reads them, into the destination's own
 memory or converted to its dtype; a pickled ``.bin`` loads as plain tensors only."""
@@ -14,7 +14,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmworks.errors import LlmworksError
-from llmworks.models.checkpoints import Weights, load_state, resolve
+from llmworks.models.checkpoints import Weights, load_state
+from llmworks.models.hub import resolve
 
 
 def test_an_uncached_hub_id_offline_says_how_to_fetch_it(

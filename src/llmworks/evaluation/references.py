@@ -12,7 +12,7 @@ from typing import Any
 
 from llmworks.errors import LlmworksError
 from llmworks.evaluation.recorder import Evaluation, FamilyEvaluation
-from llmworks.models.checkpoints import read_config, resolve
+from llmworks.models.hub import read_config, resolve
 
 
 def references(rec: Evaluation, parts: Mapping[str, FamilyEvaluation]) -> None:

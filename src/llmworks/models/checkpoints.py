@@ -1,11 +1,6 @@
-"""Hugging Face checkpoints as our models read them: a hub id or a directory, resolved to
-files on disk (offline first), its config, and its weights read straight into our model.
+"""Hugging Face checkpoints' weights as our models read them, straight into our model (where
+the files are, and the config: ``llmworks.models.hub``).
 
-- ``resolve(source)``: a local directory as it is; a hub id from the Hugging Face cache, or
-  downloaded once when the hub is reachable; offline and not cached, one line that says how
-  to fetch it (``hf download <id>``).
-- ``read_config(path)``: the ``transformers`` config, for a standard architecture only
-  (``trust_remote_code`` is never set: a checkpoint is data, never code).
 - ``Weights(path)``: the tensors by name, from ``model.safetensors`` or its shards, else a
   pickled ``pytorch_model.bin`` loaded with ``torch.load(weights_only=True)`` (which
   refuses anything but tensors and plain containers).
@@ -21,7 +16,6 @@ files on disk (offline first), its config, and its weights read straight into ou
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -32,20 +26,11 @@ import torch
 from torch import nn
 
 from llmworks.errors import LlmworksError
+from llmworks.models.hub import CONFIG
 from llmworks.tokenization.files import read_tokenizer
 
-CONFIG = "config.json"
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLE, PICKLE_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
-# what a model needs from a hub repository (no optimizer states, no other formats)
-HUB_FILES = [
-    "*.json",
-    "*.safetensors",
-    "tokenizer*",
-    "special_tokens_map.json",
-    "generation_config.json",
-]
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 _DTYPES = {
     "F64": torch.float64,
     "F32": torch.float32,
@@ -58,73 +43,6 @@ _DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-
-
-def hub_offline() -> bool:
-    flag = os.environ.get("HF_HUB_OFFLINE") or ""
-    return flag.upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def looks_like_hub_id(source: str | Path) -> bool:
-    """``owner/name`` that is no existing path: what ``resolve`` looks up on the hub."""
-    text = str(source)
-    return bool(_HUB_ID.fullmatch(text)) and "/" in text and not Path(text).expanduser().exists()
-
-
-def resolve(
-    source: str | Path, what: str = "checkpoint", files: list[str] | None = None
-) -> Path:
-    """The directory holding ``source``'s files: a local directory, or a hub id's snapshot
-    in the Hugging Face cache (``files`` of it -- a model's by default -- downloaded once if
-    the hub is reachable)."""
-    path = Path(str(source)).expanduser()
-    if path.is_dir():
-        return path
-    if path.exists() or not _HUB_ID.fullmatch(str(source)):
-        raise LlmworksError(f"{what} {source}: not a directory, nor a Hugging Face hub id")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    fetch = f"`hf download {source}` (or run once with the network)"
-    try:
-        return Path(snapshot_download(str(source), local_files_only=True))
-    except LocalEntryNotFoundError:
-        if hub_offline():
-            raise LlmworksError(
-                f"{what} {source} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: "
-                f"fetch it once with {fetch}"
-            ) from None
-    try:
-        got = Path(snapshot_download(str(source), allow_patterns=files or HUB_FILES))
-        if files is None and not any(got.glob("*.safetensors")):  # an old repository
-            got = Path(snapshot_download(str(source), allow_patterns=["pytorch_model*"]))
-        return got
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        raise LlmworksError(
-            f"{what} {source}: not in the Hugging Face cache and not downloadable ({reason}); "
-            f"fetch it with {fetch}"
-        ) from exc
-
-
-def is_hf_checkpoint(path: Path) -> bool:
-    """A Hugging Face model directory (its config names a ``model_type``), not one of ours
-    (whose ``config.json`` is the model's own config dataclass)."""
-    config = path / CONFIG
-    return path.is_dir() and config.is_file() and "model_type" in json.loads(config.read_text())
-
-
-def read_config(path: Path) -> Any:
-    """The checkpoint's ``transformers`` config (its ``model_type`` picks the class)."""
-    if not (path / CONFIG).is_file():
-        raise LlmworksError(f"{path}: no {CONFIG}; not a Hugging Face model directory")
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(str(path), trust_remote_code=False)
-    except (ValueError, KeyError, OSError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LlmworksError(f"{path / CONFIG}: {first}") from exc
 
 
 def fingerprint(path: Path) -> str:
@@ -311,7 +229,6 @@ def check_tokenizer(
     were encoded with ``tokenizer_json`` (``tokenizers.<name>``), and the checkpoint's
     embedding rows mean its own tokenizer's ids. The vocabularies must be equal (the model
     may have more rows than the tokenizer has tokens: many are padded to a round size)."""
-    from tokenizers import Tokenizer
 
     ours = read_tokenizer(tokenizer_json)
     fix = f"encode with its tokenizer: tokenizers.{name}=pretrained tokenizers.{name}.name={where.split('=', 1)[-1]}"

@@ -1,6 +1,6 @@
 """A published tokenizer as a tokenizer option (``type: pretrained``): fetched instead of
 trained, then measured, encoded and shown as ours are. Its ``tokenizer.json`` comes from a
-Hugging Face hub id or a directory (``llmworks.models.checkpoints.resolve``: offline, from the
+Hugging Face hub id or a directory (``llmworks.models.hub.resolve``: offline, from the
 cache); a tokenizer without one (a slow, SentencePiece-only tokenizer) is refused."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer
 
 from llmworks.errors import LlmworksError
-from llmworks.models.checkpoints import resolve
+from llmworks.models.hub import resolve
 from llmworks.tokenization.files import read_tokenizer
 
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]

@@ -103,7 +103,7 @@ def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:
     """Why the classifier cannot read text pairs, or None: it needs two segment embeddings."""
     source = cfg.finetune.bert.init_from
     if source:
-        from llmworks.models.checkpoints import read_config, resolve
+        from llmworks.models.hub import read_config, resolve
 
         segments = read_config(resolve(str(source), "finetune.bert.init_from")).type_vocab_size
     else:

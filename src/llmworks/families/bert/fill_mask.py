@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.hf import from_hf
 from llmworks.families.bert.model import Bert
-from llmworks.models.checkpoints import is_hf_checkpoint, looks_like_hub_id
+from llmworks.models.hub import is_hf_checkpoint, looks_like_hub_id
 from llmworks.models.persistence import CONFIG_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.tokenization.files import read_tokenizer

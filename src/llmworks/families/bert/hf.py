@@ -25,7 +25,8 @@ import torch
 
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.model import Bert, BertConfig
-from llmworks.models.checkpoints import Weights, load_state, read_config, resolve
+from llmworks.models.checkpoints import Weights, load_state
+from llmworks.models.hub import read_config, resolve
 from llmworks.paths import TOKENIZER_FILE
 from llmworks.spec import Built, require_exportable
 from llmworks.tokenization.files import read_tokenizer

@@ -80,7 +80,7 @@ def pretrained(cfg: DictConfig, paths: Paths) -> tuple[GPT, Path, str, str]:
     g = cfg.finetune.gpt
     if g.init_from:
         from llmworks.families.gpt.hf import from_hf
-        from llmworks.models.checkpoints import read_config
+        from llmworks.models.hub import read_config
 
         where = f"finetune.gpt.init_from={g.init_from}"
         model, base = from_hf(str(g.init_from), where=where)

@@ -26,7 +26,7 @@ from llmworks.errors import LlmworksError
 from llmworks.families.gpt.hf import from_hf
 from llmworks.families.gpt.model import GPT, GPTConfig
 from llmworks.generation import EOT, stream
-from llmworks.models.checkpoints import is_hf_checkpoint, looks_like_hub_id
+from llmworks.models.hub import is_hf_checkpoint, looks_like_hub_id
 from llmworks.models.persistence import CONFIG_FILE, WEIGHTS_FILE
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.tokenization.files import read_tokenizer
