@@ -179,6 +179,8 @@ def _metrics_without_timings(repo: Path) -> dict:
 
 
 def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corpus: Path) -> None:
+    """``dvc exp run`` of one target runs it and the stages it reads (here the corpus, the
+    BPE tokenizer and its shards) with the overrides; the models are the smoke run's job."""
     sh(
         "dvc",
         "exp",
@@ -201,6 +203,7 @@ def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corp
         "tokenizers.wordpiece.vocab_size=300",
         "-S",
         "tokenizers.unigram.vocab_size=300",
+        "encode@bpe",
         cwd=repo,
     )
     stats = json.loads((repo / "data" / "corpus" / "corpus_stats.json").read_text())
@@ -208,6 +211,8 @@ def test_local_corpus_and_vocab_overrides_reach_the_stages(repo: Path, text_corp
     assert stats["source"]["name"] == "local" and stats["total"]["documents"] == 24
     bpe = json.loads((repo / "data/tokenizers/bpe/tokenizer_stats.json").read_text())
     assert bpe["vocab_size"] == 333
+    meta = json.loads((repo / "data/tokens/bpe/meta.json").read_text())
+    assert meta["vocab_size"] == 333 and meta["splits"]["train"]["tokens"] > 0
     shown = json.dumps(_exp_show(repo))
     assert "local-e2e" in shown
 
