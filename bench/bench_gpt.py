@@ -199,8 +199,8 @@ def bench_hf(args) -> dict:
 def bench_decode(args) -> dict:
     """Greedy decoding of ``--new-tokens`` after a 16-token prompt, the default preset at block
     512: ours with the KV cache, ours re-running the whole context per token, and HF
-    ``generate`` (greedy, its own cache) on the same model exported (``to_hf``: a
-    ``LlamaForCausalLM``); with ``--compile`` also ours with the cache through
+    ``generate`` (greedy, its own cache) on the same model exported (``to_hf``: the
+    default's ``Qwen3ForCausalLM``, a ``LlamaForCausalLM`` before 2026-12-05); with ``--compile`` also ours with the cache through
     ``torch.compile(model, dynamic=True)``, whose first call's seconds (the compilation) are
     reported apart. All must give the same tokens; tokens/s, prefill included."""
     from llmworks.families.gpt.hf import to_hf

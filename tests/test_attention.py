@@ -17,11 +17,15 @@ from llmworks.families.bert import hf as hf_bert
 from llmworks.families.gpt import hf as hf_gpt
 from llmworks.models.layers import Attention, RotaryEmbedding
 
+# each on top of conf/gpt/default.yaml's model (Qwen3-shaped: the q/k norm only Qwen3 has)
 GPT_VARIANTS = {
-    "gpt2": dict(pos="learned", norm="layernorm", mlp="gelu", bias=True),
-    "llama_gqa": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False),
+    "default_qwen3": {},
+    "gpt2": dict(pos="learned", norm="layernorm", mlp="gelu", bias=True, qk_norm=False),
+    "llama_gqa": dict(
+        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, qk_norm=False
+    ),
     "mistral_window": dict(
-        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=5
+        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=5, qk_norm=False
     ),
 }
 

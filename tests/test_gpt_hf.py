@@ -20,11 +20,13 @@ from llmworks.generation import generate
 from conftest import gpt_config, run_stage
 
 VOCAB = 300
-GPT2 = dict(pos="learned", norm="layernorm", mlp="gelu", bias=True)
+GPT2 = dict(pos="learned", norm="layernorm", mlp="gelu", bias=True, qk_norm=False)
+# each on top of conf/gpt/default.yaml's model, whose q/k norm only Qwen3 has
 VARIANTS = {
+    "default_qwen3": {},
     "gpt2": GPT2,
     "gpt2_untied_nobias": GPT2 | dict(bias=False, tie_weights=False),
-    "llama": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False),
+    "llama": dict(pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, qk_norm=False),
     "llama_mqa_bias": dict(
         pos="rope",
         norm="rmsnorm",
@@ -33,9 +35,10 @@ VARIANTS = {
         bias=True,
         tie_weights=False,
         rope_base=500.0,
+        qk_norm=False,
     ),
     "mistral_window": dict(
-        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=6
+        pos="rope", norm="rmsnorm", mlp="swiglu", n_kv_head=2, bias=False, window=6, qk_norm=False
     ),
     "mixtral": dict(
         pos="rope",
@@ -46,9 +49,11 @@ VARIANTS = {
         n_kv_head=2,
         bias=False,
         tie_weights=False,
+        qk_norm=False,
     ),
 }
 ARCH = {
+    "default_qwen3": "Qwen3ForCausalLM",
     "gpt2": "GPT2LMHeadModel",
     "gpt2_untied_nobias": "GPT2LMHeadModel",
     "llama": "LlamaForCausalLM",
@@ -117,7 +122,7 @@ def test_unsupported_combination_is_a_user_error():
         hf_architecture(gpt_config(VOCAB, pos="rope", norm="layernorm"))
 
 
-@pytest.mark.parametrize("variant", ["gpt2", "llama", "mixtral"])
+@pytest.mark.parametrize("variant", ["gpt2", "llama", "mixtral", "default_qwen3"])
 def test_export_dir_loads_with_auto_classes_and_pipeline(variant, bpe_json, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 

@@ -14,11 +14,11 @@ def model_config(cfg, vocab_size: int) -> GPTConfig:
 
 
 EXPECTED = {
-    "default": "llama",
+    "default": "qwen3",
     "gpt2_124m": "gpt2",
     "llama_small": "llama",
     "moe_small": "mixtral",
-    "smoke": "llama",
+    "smoke": "qwen3",
 }
 
 

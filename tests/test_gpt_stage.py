@@ -201,6 +201,7 @@ def test_moe_variant_trains_logs_balance_loss_and_exports_mixtral(gpt_data, tmp_
         "gpt.model.pos=rope",
         "gpt.model.norm=rmsnorm",
         "gpt.model.bias=false",
+        "gpt.model.qk_norm=false",  # Mixtral has no q/k norm
         "gpt.model.n_expert=4",
         "gpt.model.n_kv_head=1",
         "gpt.train.max_steps=4",
