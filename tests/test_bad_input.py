@@ -94,6 +94,7 @@ CASES = [
     Case("no Newton-Schulz iteration for Muon", "train", ("family=gpt", "gpt.optim.muon_ns_steps=0"), "gpt.optim: muon_ns_steps=0: must be >= 1"),
     Case("unknown learning-rate schedule", "train", ("family=gpt", "gpt.optim.schedule=linear"), "gpt.optim: schedule='linear': expected one of ('cosine', 'wsd')"),
     Case("a number given as a word", "train", ("family=gpt", "gpt.optim.cooldown=abc"), "gpt.optim: cooldown='abc': expected a number"),
+    Case("negative thread count", "train_tokenizer", ("+only=bpe", "threads=-1"), "threads=-1: must be >= 1"),
     Case("a switch that is not true or false", "train", ("family=gpt", "gpt.model.zero_init_proj=maybe"), "gpt.model: zero_init_proj='maybe': expected true or false"),
     Case("top_p above 1", "generate", ("top_p=1.5",), "top_p=1.5: must be in [0, 1]"),
     Case("negative top_k", "generate", ("top_k=-1",), "top_k=-1: must be an integer >= 0"),

@@ -43,6 +43,16 @@ def quiet_known_noise() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def threads_setting(value: object) -> int:
+    """``threads`` as a count: a whole number >= 1, or one line that names the key (a word or
+    a negative count would otherwise reach torch or the tokenizers' thread pool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise LlmworksError(f"threads={value!r}: expected a whole number (null: torch's default)")
+    if value < 1:
+        raise LlmworksError(f"threads={value}: must be >= 1 (null: torch's default)")
+    return value
+
+
 def set_threads(threads: int) -> None:
     """Caps torch's threads and the tokenizers' (Rust) threads. Torch is not imported for
     this: the stages that need no tensors (corpus, tokenizers, encode, task, report) start
@@ -61,9 +71,9 @@ def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     sharing a machine then do not oversubscribe its cores)."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
     quiet_known_noise()
-    if cfg.threads:
-        set_threads(int(cfg.threads))
     try:
+        if cfg.threads:  # null or 0: torch's default
+            set_threads(threads_setting(cfg.threads))
         logger_config(cfg)  # a bad logger setting fails before any work
         return stage(cfg)
     except Preempted as exc:
