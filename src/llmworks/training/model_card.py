@@ -5,15 +5,13 @@ result, from which config, and how to load it. Written with ``huggingface_hub``'
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from llmworks.models.hub import looks_like_hub_id
 from llmworks.spec import CardSpec
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, not a local path
 
 
 def write_card(
@@ -41,7 +39,7 @@ def write_card(
         pipeline_tag=spec.pipeline_tag,
         model_name=f"llmworks {title} ({experiment})",
         tags=["llmworks", "dvc", "pytorch-lightning"],
-        base_model=base_model if _is_hub_id(base_model) else None,
+        base_model=base_model if base_model and looks_like_hub_id(base_model) else None,
     )
     continued = f"\n- **Continued from**: `{base_model}`" if base_model else ""
     rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in metrics.items() if v is not None)
@@ -93,7 +91,3 @@ def _fmt(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def _is_hub_id(source: str | None) -> bool:
-    return bool(source) and bool(_HUB_ID.fullmatch(source)) and not Path(source).exists()
