@@ -60,6 +60,15 @@ class SaveOnPreemption(Callback):
         self.signum = signal.Signals(signum)
         os.kill(os.getpid(), signal.SIGTERM)
 
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        # Stopped after an epoch's last batch, the run was saved with that epoch's batches
+        # all counted. Lightning 2.6, resuming from there, begins the next epoch with those
+        # counts, so it trains one batch and ends that epoch: the resumed run would drift
+        # from the uninterrupted one. A new epoch starts from zero.
+        progress = trainer.fit_loop.epoch_loop.batch_progress
+        if progress.current.ready >= trainer.num_training_batches:
+            progress.reset_on_run()
+
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         if not isinstance(exception, SIGTERMException) or trainer.sanity_checking:
             return
