@@ -6,7 +6,9 @@ described in :mod:`llmworks.data.shards`.
 Documents stream through in batches of at most ``encode.batch_size`` documents and
 ``encode.batch_bytes`` of text: each batch is encoded by the tokenizer's own threads (Rust; ``RAYON_NUM_THREADS`` caps them) and appended to the split's
 ``.bin`` file, so memory stays bounded by one batch whatever the corpus size, and no worker
-process exists that could outlive a killed stage.
+process exists that could outlive a killed stage. With ``data.backend=litdata`` the training
+split is also written as litdata chunks (``llmworks.data.streaming``), from the finished
+``.bin``, before the new shards replace the old ones.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tokenizers import Tokenizer
 
 from llmworks.config import typed
 from llmworks.corpus.prepare import load_corpus
+from llmworks.data.backend import CHUNKS_DIR, TRAIN, data_config
 from llmworks.data.shards import META_FILE, SPLITS, dtype_for_vocab, tokenizer_hash
 from llmworks.domains import positive
 from llmworks.errors import LlmworksError
@@ -124,8 +127,11 @@ def encode_corpus(
     eot_token: str,
     batch_size: int,
     batch_bytes: int,
+    chunk_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """Encode every split into ``out_dir``; the old shards stay until the new ones are done."""
+    """Encode every split into ``out_dir``; the old shards stay until the new ones are done.
+    With ``chunk_tokens``, the training split is also written as litdata chunks of that many
+    tokens (``out_dir/litdata/train``)."""
     tok = read_tokenizer(tokenizer_json)
     separator_id = tok.token_to_id(eot_token)
     if separator_id is None:
@@ -148,6 +154,15 @@ def encode_corpus(
             for name in SPLITS
             if name in corpus
         }
+        chunks = {}
+        if chunk_tokens is not None and TRAIN in splits:
+            from llmworks.data.streaming import write_chunks  # imports torch: only when asked
+
+            n = write_chunks(
+                staged / f"{TRAIN}.bin", dtype, staged / CHUNKS_DIR / TRAIN, chunk_tokens
+            )
+            chunks = {"litdata": {TRAIN: {"chunks": n, "chunk_tokens": chunk_tokens}}}
+            log.info("encode %s: wrote %d litdata chunk(s) of the training split", out_dir, n)
         meta = {
             "tokenizer": str(tokenizer_json),
             "tokenizer_sha256": tokenizer_hash(tokenizer_json),
@@ -156,6 +171,7 @@ def encode_corpus(
             "separator": eot_token,
             "separator_id": separator_id,
             "splits": splits,
+            **chunks,
         }
         write_json(staged / META_FILE, meta)
         replace_dir(staged, out_dir)
@@ -166,6 +182,7 @@ def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     """Encode the corpus with each selected tokenizer into ``data/tokens/<name>/``."""
     paths = Paths.from_config(cfg)
     settings = typed(EncodeConfig, cfg.encode, "encode")  # a bad batch fails before any work
+    data = data_config(cfg)
     corpus = load_corpus(paths)
     results = {}
     for name in selected_tokenizers(cfg):
@@ -179,6 +196,7 @@ def encode_stage(cfg: DictConfig) -> dict[str, dict[str, Any]]:
             str(cfg.tokenizers[name].eot_token),
             batch_size=settings.batch_size,
             batch_bytes=settings.batch_bytes,
+            chunk_tokens=data.chunk_tokens if data.streams else None,
         )
         counts = {f"{s}/tokens": v["tokens"] for s, v in meta["splits"].items()}
         with wandb_run(cfg, job_type(f"encode@{name}")) as run:

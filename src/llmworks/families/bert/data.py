@@ -15,6 +15,13 @@ the loss is taken on exactly the chosen positions (``labels``, ``-100`` elsewher
 
 Validation masks are seeded per sequence (``seed`` + the sequence's index), so validation
 numbers compare across runs whatever the batch size, worker count or number of devices.
+
+With ``data.backend=litdata`` training sequences stream from litdata chunks of the token
+stream instead (``llmworks.data.streaming``): ``[CLS] block [SEP]``, blocks of
+``max_seq_len - 2`` tokens cut end to end, each document's end-of-text id read as ``[SEP]``
+(RoBERTa's FULL-SENTENCES packing: a sequence may span documents), shuffled per epoch by
+litdata, a disjoint share per rank, resumed mid-epoch from the loader's state in the
+checkpoint. Masking is the same. Validation and test read the memory-mapped shards either way.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -33,6 +41,9 @@ from llmworks.data.shards import SplitTokens, open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.tokenization.files import read_tokenizer
+
+if TYPE_CHECKING:
+    from llmworks.data.streaming import Stream
 
 IGNORE_INDEX = -100  # label of positions without a loss (PyTorch's and HF's default)
 PACKINGS = ("docs", "windows")
@@ -263,14 +274,40 @@ class MLMDataConfig:
                 raise ValueError(f"{name}={rate}: expected a rate in (0, 1)")
 
 
+class Framed:
+    """A streamed block of ``max_seq_len - 2`` tokens as ``[CLS] block [SEP]``, each
+    end-of-text id inside read as ``[SEP]`` (a picklable callable, for loader workers)."""
+
+    def __init__(self, cls_id: int, sep_id: int, separator_id: int):
+        self.cls_id, self.sep_id, self.separator_id = cls_id, sep_id, separator_id
+
+    def __call__(self, index: int, block: torch.Tensor) -> dict[str, object]:
+        block = torch.where(block == self.separator_id, self.sep_id, block)
+        ids = torch.cat([block.new_tensor([self.cls_id]), block, block.new_tensor([self.sep_id])])
+        return {"index": index, "input_ids": ids}
+
+
 class MLMData(L.LightningDataModule):
-    """Train, validation and test loaders of one tokenizer's shards, masked as ``data`` says."""
+    """Train, validation and test loaders of one tokenizer's shards, masked as ``data`` says;
+    with ``stream``, training sequences stream from its litdata chunks."""
 
     def __init__(
-        self, shards_dir: str | Path, tokenizer_json: str | Path, data: MLMDataConfig, seed: int
+        self,
+        shards_dir: str | Path,
+        tokenizer_json: str | Path,
+        data: MLMDataConfig,
+        seed: int,
+        stream: Stream | None = None,
     ):
 
         super().__init__()
+        if stream is not None and data.packing != "docs":
+            raise LlmworksError(
+                f"bert.data.packing={data.packing}: data.backend=litdata packs the token stream "
+                "([CLS] ... [SEP] across documents); use bert.data.packing=docs, or "
+                "data.backend=memmap"
+            )
+        self.stream = stream
         self.shards = open_shards(shards_dir, tokenizer_json)
         tok = read_tokenizer(tokenizer_json)
         self.ids = special_token_ids(tok)
@@ -302,8 +339,10 @@ class MLMData(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Seeded order and masks per epoch (``TrainSampler``, masks keyed on seed, epoch and
         sequence), resumable in the middle of an epoch; under DDP each rank takes its share."""
-        seqs = self.sequences("train")
         rank, world = rank_and_world(self.trainer)
+        if self.stream is not None:
+            return self._streamed_loader()
+        seqs = self.sequences("train")
         sampler = TrainSampler(seqs, num_replicas=world, rank=rank, shuffle=True, seed=self.seed)
         sampler.start = resume_point(self.trainer)[1] * self.cfg.batch_size
         collator = MLMCollator.from_tokenizer(
@@ -323,6 +362,23 @@ class MLMData(L.LightningDataModule):
             drop_last=len(seqs) > self.cfg.batch_size * world,  # full training batches only
             generator=loader_generator(self.seed),
         )  # workers are not persistent: each epoch's copy of the collator sees its epoch
+
+    def _streamed_loader(self) -> DataLoader:
+        """Training sequences from the litdata chunks: litdata's shuffle and rank shares;
+        masks keyed on seed, litdata's epoch and the block's index, so a resumed run masks
+        as the uninterrupted one."""
+        framed = Framed(self.ids["cls"], self.ids["sep"], int(self.shards.meta["separator_id"]))
+        blocks = self.stream.blocks(self.cfg.max_seq_len - 2, self.seed, framed)
+        collator = MLMCollator.from_tokenizer(
+            self.tokenizer_json,
+            seed=self.seed,
+            epoch=_DatasetEpoch(blocks),
+            mask_rate=self.cfg.mask_rate,
+            **self.common,
+        )
+        return self.stream.loader(
+            blocks, self.cfg.batch_size, self.cfg.num_workers, self.trainer, collator
+        )
 
     def val_dataloader(self, split: str = "validation") -> DataLoader:
         seqs = self.sequences(split)
@@ -349,6 +405,16 @@ class MLMData(L.LightningDataModule):
             persistent_workers=workers > 0,
             generator=loader_generator(self.seed),
         )
+
+
+class _DatasetEpoch:
+    """The epoch litdata's loader last set on its dataset (picklable, for loader workers)."""
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __call__(self) -> int:
+        return self.dataset.current_epoch
 
 
 class _SamplerEpoch:

@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.data.backend import data_config
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
 from llmworks.families.bert.hf import from_hf
@@ -98,7 +99,9 @@ class MLMModule(MuonOrAdamWOptimizers, ScoredModule):
 def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:
     b = cfg.bert
     data = typed(MLMDataConfig, b.data, "bert.data")
-    return MLMData(paths.tokens(str(b.tokenizer)), tokenizer_json, data, int(cfg.seed))
+    shards = paths.tokens(str(b.tokenizer))
+    stream = data_config(cfg).stream(shards, str(b.tokenizer))
+    return MLMData(shards, tokenizer_json, data, int(cfg.seed), stream)
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:
@@ -109,6 +112,9 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     tok_json = paths.trained_tokenizer(str(b.tokenizer))
     data = data_module(cfg, paths, tok_json)
     model, base, data_id = None, None, data.shards.fingerprint
+    if data.stream is not None:
+        data.stream.check()
+        data_id = f"{data_id}/litdata"  # another order of batches: never resume across them
     inputs = {
         f"tokens-{b.tokenizer}": ("dataset", data.shards.root),
         f"tokenizer-{b.tokenizer}": ("tokenizer", tok_json),

@@ -8,12 +8,19 @@ divide evenly are dropped). A run resumed from a mid-epoch checkpoint continues 
 order where it stopped, so it sees the same batches as an uninterrupted run. Validation uses
 a fixed, evenly spread set of windows, split between ranks without padding so the reduced
 loss counts every window exactly once.
+
+With ``data.backend=litdata`` the training windows stream from litdata chunks instead
+(``llmworks.data.streaming``): blocks of ``block_size + 1`` tokens cut end to end (litgpt's
+layout; the memory-mapped windows overlap by the one token of the shift), shuffled per epoch
+by litdata, a disjoint share per rank, resumed mid-epoch from the loader's state in the
+checkpoint. Validation and test read the memory-mapped shards either way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -30,6 +37,9 @@ from llmworks.data.samplers import (
 from llmworks.data.shards import TextPerToken, TokenShards, open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
+
+if TYPE_CHECKING:
+    from llmworks.data.streaming import Stream
 
 
 class Windows(Dataset):
@@ -71,9 +81,15 @@ class WindowDataConfig:
         return min(self.seq_len or block_size, block_size)
 
 
+def shifted(index: int, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A streamed block of ``block_size + 1`` tokens as ``(x, y)``, as ``Windows`` gives."""
+    return block[:-1], block[1:]
+
+
 class WindowDataModule(L.LightningDataModule):
     """Train, validation and test windows of ``block_size + 1`` tokens from one tokenizer's
-    shards (``tokenizer_json`` checks that the shards were made by it)."""
+    shards (``tokenizer_json`` checks that the shards were made by it); with ``stream``, the
+    training windows stream from its litdata chunks."""
 
     def __init__(
         self,
@@ -82,8 +98,10 @@ class WindowDataModule(L.LightningDataModule):
         block_size: int,
         data: WindowDataConfig,
         seed: int,
+        stream: Stream | None = None,
     ):
         super().__init__()
+        self.stream = stream
         self.shards_root, self.tokenizer_json = Path(shards_root), tokenizer_json
         self.block_size, self.batch_size = block_size, data.batch_size
         self.val_windows, self.num_workers, self.seed = data.val_windows, data.num_workers, seed
@@ -93,7 +111,7 @@ class WindowDataModule(L.LightningDataModule):
         if self.shards is None:
             self.shards = open_shards(self.shards_root, self.tokenizer_json)
         if stage in (None, "fit", "validate") and not hasattr(self, "val"):
-            self.train = self.windows("train", None)
+            self.train = self.windows("train", None) if self.stream is None else None
             self.val = self.windows("validation", self.val_windows)
 
     def windows(self, split: str, limit: int | None = None) -> Windows:
@@ -120,6 +138,9 @@ class WindowDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rank, world = rank_and_world(self.trainer)
+        if self.stream is not None:
+            blocks = self.stream.blocks(self.block_size + 1, self.seed, shifted)
+            return self.stream.loader(blocks, self.batch_size, self.num_workers, self.trainer)
         if len(self.train) < world * self.batch_size:
             raise LlmworksError(
                 f"{len(self.train)} training windows cannot fill one batch of {self.batch_size} "

@@ -15,6 +15,7 @@ import torch
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.data.backend import data_config
 from llmworks.data.shards import TextPerToken, open_shards
 from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
 from llmworks.families.gpt.hf import from_hf
@@ -130,8 +131,17 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     else:
         config = typed(GPTConfig, g.model, "gpt.model", vocab_size=shards.vocab_size)
     data_cfg = typed(WindowDataConfig, g.data, "gpt.data")
+    stream = data_config(cfg).stream(shards.root, str(g.tokenizer))
+    if stream is not None:
+        stream.check()
+        data_id = f"{data_id}/litdata"  # another order of batches: never resume across them
     data = WindowDataModule(
-        shards.root, tok_json, data_cfg.window(config.block_size), data_cfg, int(cfg.seed)
+        shards.root,
+        tok_json,
+        data_cfg.window(config.block_size),
+        data_cfg,
+        int(cfg.seed),
+        stream,
     )
     module = CausalLM(
         config,
