@@ -78,7 +78,8 @@ def test_dvc_exp_run_continues_a_checkpoint_and_exports_it_back(base: Path, tmp_
 
     repo = copy_repo(tmp_path / "llmworks")
     settings = [x for a in ["experiment=smoke", *init_from(base)] for x in ("-S", a)]
-    sh("dvc", "exp", "run", "-n", "continued", *settings, cwd=repo)
+    # GPT's part of the pipeline: the stages it reads (its tokenizer, its shards) and itself
+    sh("dvc", "exp", "run", "-n", "continued", *settings, "train@gpt", cwd=repo)
     metrics = train_metrics(repo, "gpt")
     assert metrics["steps"] == 10 and metrics["val_bpb"] > 0
     hf_dir = repo / "models" / "gpt" / "hf"
