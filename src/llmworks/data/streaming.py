@@ -99,12 +99,13 @@ class ResumableLoader(StreamingDataLoader):
     things are taken from Lightning's own loop instead of litdata's counters, as the
     memory-mapped path's samplers take them (``llmworks.data.samplers``):
 
-    - the epoch, which seeds the shuffle: ``epoch()`` when an iteration begins (litdata
-      counts its own, one per iteration, which a resume at an epoch's end got wrong);
-    - the batches of the epoch already trained, ``trained`` (``resume_point``): a state
-      saved after the epoch's last batch is not restored at all (litdata would replay the
-      finished epoch as an empty one), and the count restored is what Lightning's loop
-      completed (litdata counts what it yielded), as the memory-mapped samplers resume.
+    - the epoch, which seeds the shuffle: ``epoch()`` when an iteration begins, Lightning's
+      epoch as the memory-mapped samplers get it through ``set_epoch`` (litdata counts its
+      iterations itself; across a resume the two must not drift apart);
+    - the batches of the epoch already trained, ``trained`` (``resume_point``): nothing is
+      restored when the checkpoint closed an epoch, and otherwise the count restored is what
+      Lightning's loop completed (litdata counts what it yielded), as the memory-mapped
+      samplers resume.
     """
 
     def __init__(
