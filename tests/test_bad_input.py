@@ -89,6 +89,8 @@ CASES = [
     Case("unknown training-data backend", "train", ("family=gpt", "data.backend=s3"), "data: backend='s3': expected one of ['memmap', 'litdata']"),
     Case("litdata backend before its chunks are written", "train", ("family=bert", "data.backend=litdata"), "holds no litdata chunks"),
     Case("litdata backend with window packing", "train", ("family=bert", "data.backend=litdata", "data.litdata_dir=s3://bucket/tokens", "bert.data.packing=windows"), "packs the token stream"),
+    Case("litdata chunk cut short", "train", ("family=gpt", "data.backend=litdata", "data.litdata_dir={files}/cut_chunks"), "chunk-0-0.bin: the index says"),
+    Case("litdata index that does not parse", "train", ("family=gpt", "data.backend=litdata", "data.litdata_dir={files}/bad_index"), "index.json is damaged"),
     Case("litdata chunks of 0 tokens", "encode", ("data.backend=litdata", "data.chunk_tokens=0"), "data: chunk_tokens=0: must be > 0"),
     Case("GPT block_size of 0", "train", ("family=gpt", "gpt.model.block_size=0"), "gpt.model: block_size=0: must be >= 1"),
     Case("Word2Vec dimension of 0", "train", ("family=word2vec", "word2vec.model.dim=0"), "word2vec.model: dim=0: must be >= 1"),
@@ -210,7 +212,7 @@ def make_workspace(root: Path) -> tuple[Path, list[str], Path]:
 def write_damaged_outputs(root: Path, files: Path) -> None:
     """Copies of the workspace's outputs, each damaged in one way: a shard cut to an odd byte
     count, shards without meta.json, a model whose tokenizer.json does not parse, a model
-    directory without weights."""
+    directory without weights, litdata chunks with one cut short or a broken index."""
     import shutil
 
     for name in ("cut_shard", "no_meta"):
@@ -218,6 +220,16 @@ def write_damaged_outputs(root: Path, files: Path) -> None:
     train_bin = files / "cut_shard" / "tokens" / "bpe" / "train.bin"
     train_bin.write_bytes(train_bin.read_bytes()[:-3])
     (files / "no_meta" / "tokens" / "wordpiece" / "meta.json").unlink()
+    # litdata chunks of the bpe shard: one cut short, and another copy with a broken index
+    from llmworks.data.streaming import write_chunks
+
+    bpe = root / "data" / "tokens" / "bpe"
+    dtype = json.loads((bpe / "meta.json").read_text())["dtype"]
+    for name in ("cut_chunks", "bad_index"):
+        write_chunks(bpe / "train.bin", dtype, files / name / "bpe" / "train", 1 << 20)
+    chunk = files / "cut_chunks" / "bpe" / "train" / "chunk-0-0.bin"
+    chunk.write_bytes(chunk.read_bytes()[:-3])
+    (files / "bad_index" / "bpe" / "train" / "index.json").write_text('{"chunks": [')
     shutil.copytree(root / "models" / "gpt", files / "bad_tokenizer")
     (files / "bad_tokenizer" / "tokenizer.json").write_text(
         '{"version": "1.0",\n', encoding="utf-8"

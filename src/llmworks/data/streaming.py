@@ -19,6 +19,7 @@ Imported only when the backend is litdata: the default (memory-mapped) path neve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,12 +164,28 @@ class Stream:
         return "://" in self.source or self.source.startswith("local:")
 
     def check(self) -> None:
-        """A local source must hold chunks: say how to make them, before any training."""
-        if not self.remote and not (Path(self.source) / INDEX_FILE).is_file():
+        """A local source must hold whole chunks, before any training: litdata reads a
+        damaged index as a traceback, and waits minutes for a chunk shorter than its index
+        says (as for one still downloading)."""
+        if self.remote:
+            return
+        index = Path(self.source) / INDEX_FILE
+        if not index.is_file():
             raise LlmworksError(
                 f"data.backend=litdata: {self.source} holds no litdata chunks ({INDEX_FILE}); "
                 "encode with data.backend=litdata (dvc repro), or point data.litdata_dir at them"
             )
+        redo = "encode again with data.backend=litdata (dvc repro -f encode@<name>)"
+        try:
+            chunks = json.loads(index.read_text())["chunks"]
+            sizes = {c["filename"]: int(c["chunk_bytes"]) for c in chunks}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LlmworksError(f"{index} is damaged ({exc}); {redo}") from exc
+        for name, size in sizes.items():
+            chunk = index.parent / name
+            if not chunk.is_file() or chunk.stat().st_size != size:
+                found = chunk.stat().st_size if chunk.is_file() else "no file"
+                raise LlmworksError(f"{chunk}: the index says {size} bytes, found {found}; {redo}")
 
     def blocks(self, block: int, seed: int, transform: Callable[[int, torch.Tensor], Any]):
         """The training split's blocks of ``block`` tokens, shuffled by ``seed`` per epoch."""
