@@ -43,14 +43,19 @@ class DataConfig:
         return self.backend == "litdata"
 
     def stream(self, tokens_dir: Path, tokenizer: str) -> Stream | None:
-        """Where the training split of ``tokenizer``'s shards streams from (None: memmap)."""
+        """Where the training split of ``tokenizer``'s shards streams from (None: memmap),
+        checked: a local source without whole chunks fails here, before any training."""
         if not self.streams:
             return None
         from llmworks.data.streaming import Stream
 
         if self.litdata_dir:  # a copy of data/tokens/<name>/litdata at <litdata_dir>/<name>
-            return Stream(f"{self.litdata_dir.rstrip('/')}/{tokenizer}/{TRAIN}", self.cache_dir)
-        return Stream(str(tokens_dir / CHUNKS_DIR / TRAIN), self.cache_dir)
+            source = f"{self.litdata_dir.rstrip('/')}/{tokenizer}/{TRAIN}"
+        else:
+            source = str(tokens_dir / CHUNKS_DIR / TRAIN)
+        stream = Stream(source, self.cache_dir)
+        stream.check()
+        return stream
 
 
 def data_config(cfg: DictConfig) -> DataConfig:

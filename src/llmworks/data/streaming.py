@@ -189,7 +189,6 @@ class Stream:
 
     def blocks(self, block: int, seed: int, transform: Callable[[int, torch.Tensor], Any]):
         """The training split's blocks of ``block`` tokens, shuffled by ``seed`` per epoch."""
-        self.check()
         return TokenBlocks(self.source, block, seed, transform, cache_dir=self.cache_dir)
 
     def loader(

@@ -113,7 +113,6 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     data = data_module(cfg, paths, tok_json)
     model, base, data_id = None, None, data.shards.fingerprint
     if data.stream is not None:
-        data.stream.check()
         data_id = f"{data_id}/litdata"  # another order of batches: never resume across them
     inputs = {
         f"tokens-{b.tokenizer}": ("dataset", data.shards.root),

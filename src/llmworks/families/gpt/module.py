@@ -133,7 +133,6 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     data_cfg = typed(WindowDataConfig, g.data, "gpt.data")
     stream = data_config(cfg).stream(shards.root, str(g.tokenizer))
     if stream is not None:
-        stream.check()
         data_id = f"{data_id}/litdata"  # another order of batches: never resume across them
     data = WindowDataModule(
         shards.root,
