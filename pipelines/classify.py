@@ -10,7 +10,6 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.finetune.classify import run_classify
 
 
 def _quote_text(arg: str) -> str:
@@ -28,6 +27,10 @@ def _quote_text(arg: str) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="classify")
 def main(cfg: DictConfig) -> None:
+    # imported once Hydra has accepted the config: a mistyped override is reported
+    # before torch and Lightning load
+    from llmworks.finetune.classify import run_classify
+
     run_stage(run_classify, cfg)
 
 

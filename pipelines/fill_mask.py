@@ -10,7 +10,6 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.families.bert.fill_mask import run_fill_mask
 
 
 def _quote_text(arg: str) -> str:
@@ -24,6 +23,10 @@ def _quote_text(arg: str) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="fill_mask")
 def main(cfg: DictConfig) -> None:
+    # imported once Hydra has accepted the config: a mistyped override is reported
+    # before torch and Lightning load
+    from llmworks.families.bert.fill_mask import run_fill_mask
+
     run_stage(run_fill_mask, cfg)
 
 

@@ -8,11 +8,14 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.families.gpt.generate import generate_text
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
+    # imported once Hydra has accepted the config: a mistyped override is reported
+    # before torch and Lightning load
+    from llmworks.families.gpt.generate import generate_text
+
     run_stage(generate_text, cfg)
 
 

@@ -9,11 +9,14 @@ import hydra
 from omegaconf import DictConfig
 
 from llmworks.cli import run_stage
-from llmworks.training.recipe import training_stage
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    # imported once Hydra has accepted the config: a mistyped override is reported
+    # before torch and Lightning load
+    from llmworks.training.recipe import training_stage
+
     run_stage(training_stage, cfg)
 
 
