@@ -1,10 +1,12 @@
 """What a stage pays before its work: the stages that need no tensors (corpus, tokenizers,
 encode, task, report) never import torch, which costs each of them ~1.5 s of start-up on
-every run of the pipeline; and ``threads`` caps torch's threads whether torch was imported
+every run of the pipeline; the others import it only once Hydra has accepted the config, so
+a mistyped override fails in ~1.5 s, not after torch and Lightning load (~7 s); and ``threads`` caps torch's threads whether torch was imported
 before the cap or after it."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -13,6 +15,7 @@ import pytest
 from conftest import REPO
 
 TEXT_ONLY = ["prepare_corpus", "train_tokenizer", "encode", "prepare_task", "report"]
+WITH_TENSORS = ["train", "finetune", "evaluate", "generate", "fill_mask", "classify"]
 
 
 def _python(code: str) -> str:
@@ -30,6 +33,22 @@ def test_a_stage_that_needs_no_tensors_starts_without_torch(entry: str) -> None:
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])"
     )
     assert loaded == "[]"
+
+
+@pytest.mark.parametrize("entry", WITH_TENSORS)
+def test_a_stage_with_tensors_imports_torch_only_after_hydra_accepts_the_config(entry: str) -> None:
+    loaded = _python(
+        f"import runpy, sys; runpy.run_path('pipelines/{entry}.py', run_name='check'); "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])"
+    )
+    assert loaded == "[]"
+    mistyped = subprocess.run(
+        [sys.executable, "-X", "importtime", f"pipelines/{entry}.py", "no_such_key=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert mistyped.returncode != 0 and "no_such_key" in mistyped.stderr
+    imported = re.findall(r"\|\s+([\w.]+)$", mistyped.stderr, re.M)  # -X importtime's lines
+    assert "hydra" in imported and "torch" not in imported and "lightning" not in imported
 
 
 def test_threads_cap_torch_imported_before_or_after() -> None:
