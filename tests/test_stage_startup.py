@@ -37,11 +37,6 @@ def test_a_stage_that_needs_no_tensors_starts_without_torch(entry: str) -> None:
 
 @pytest.mark.parametrize("entry", WITH_TENSORS)
 def test_a_stage_with_tensors_imports_torch_only_after_hydra_accepts_the_config(entry: str) -> None:
-    loaded = _python(
-        f"import runpy, sys; runpy.run_path('pipelines/{entry}.py', run_name='check'); "
-        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))[:3])"
-    )
-    assert loaded == "[]"
     mistyped = subprocess.run(
         [sys.executable, "-X", "importtime", f"pipelines/{entry}.py", "no_such_key=1"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
