@@ -28,9 +28,10 @@ import transformers
 from omegaconf import OmegaConf
 
 from llmworks.config import compose_config, typed
-from llmworks.families.bert.data import MLMCollator, MLMData, MLMDataConfig
+from llmworks.families.bert.data import MLMCollator, MLMData
 from llmworks.families.bert.hf import to_hf
 from llmworks.families.bert.model import Bert, BertConfig
+from llmworks.families.bert.settings import MLMDataConfig
 from llmworks.training.optim import OptimConfig, configure_optimizer
 
 # conf/bert/<preset>.yaml (default: the default's, with its 8192-token WordPiece vocabulary);

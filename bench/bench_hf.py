@@ -175,7 +175,8 @@ def bench_train(args) -> dict:
     from transformers import LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
     from llmworks.config import compose_config, typed
-    from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+    from llmworks.families.gpt.data import WindowDataModule
+    from llmworks.families.gpt.settings import WindowDataConfig
     from llmworks.training.optim import OptimConfig
 
     data = Path(args.data)

@@ -24,9 +24,10 @@ from omegaconf import OmegaConf
 from llmworks.config import compose_config, typed
 from llmworks.corpus.wiki_sample import iter_articles
 from llmworks.families.word2vec.benchmarks import keyed_vectors, word_benchmarks
-from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, word_corpus
+from llmworks.families.word2vec.data import Word2VecData, word_corpus
 from llmworks.families.word2vec.model import Word2VecConfig
-from llmworks.families.word2vec.module import Word2VecModule, Word2VecOptimConfig
+from llmworks.families.word2vec.module import Word2VecModule
+from llmworks.families.word2vec.settings import Word2VecDataConfig, Word2VecOptimConfig
 from llmworks.words import tokenize
 
 MIN_PAIRS = 30  # conf/word2vec: evaluate.word2vec.min_word_pairs

@@ -52,9 +52,10 @@ from bench_gpt import machine  # the benches' one machine line (bench/ is on sys
 from llmworks.config import compose_config, typed
 from llmworks.data.shards import open_shards
 from llmworks.evaluation.scoring import score_batches
-from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
+from llmworks.families.bert.data import IGNORE_INDEX, MLMData
 from llmworks.families.bert.hf import to_hf
 from llmworks.families.bert.model import Bert
+from llmworks.families.bert.settings import MLMDataConfig
 from llmworks.families.gpt.data import WindowDataModule
 from llmworks.families.gpt.model import GPT, GPTConfig
 from llmworks.families.gpt.module import NextTokenScores

@@ -233,7 +233,7 @@ def tokenizer_spec(kind: str, **overrides: Any):
 def mlm_data_config(**overrides: Any):
     """``MLMDataConfig`` of ``conf/bert/smoke.yaml`` with overrides."""
     from llmworks.config import typed
-    from llmworks.families.bert.data import MLMDataConfig
+    from llmworks.families.bert.settings import MLMDataConfig
 
     return typed(MLMDataConfig, preset("bert", "smoke", "data") | overrides, "bert.data")
 

@@ -156,7 +156,8 @@ def test_ddp_cpu_validation_metrics_cover_every_sequence_once(
     """2 gloo processes: one set of artifacts, and the reported validation metrics equal a
     single-process pass over the same seed-masked validation batches with the saved weights."""
     from llmworks.config import typed
-    from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
+    from llmworks.families.bert.data import IGNORE_INDEX, MLMData
+    from llmworks.families.bert.settings import MLMDataConfig
 
     # 3 batches of 5: an odd number of validation sequences, which DDP's sampler would pad
     odd = ("bert.data.batch_size=5", "bert.data.max_val_batches=3")

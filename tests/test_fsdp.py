@@ -51,9 +51,10 @@ def test_fsdp_trains_like_ddp_and_saves_the_full_model(family, monitor, data, tm
     model_dir = tmp_path / "fsdp" / "models" / family
     assert (model_dir / "hf" / "model.safetensors").is_file()
     if family == "gpt":
-        from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+        from llmworks.families.gpt.data import WindowDataModule
         from llmworks.families.gpt.model import GPT
         from llmworks.families.gpt.module import NextTokenScores
+        from llmworks.families.gpt.settings import WindowDataConfig
 
         dm = WindowDataModule(
             data / "tokens" / "bpe", None, 32, WindowDataConfig(4, 8, 0, None), 1337

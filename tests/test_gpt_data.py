@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from llmworks.errors import LlmworksError
-from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+from llmworks.families.gpt.data import WindowDataModule
+from llmworks.families.gpt.settings import WindowDataConfig
 
 
 class FakeTrainer:

@@ -1,8 +1,9 @@
 """What a stage pays before its work: the stages that need no tensors (corpus, tokenizers,
 encode, task, report) never import torch, which costs each of them ~1.5 s of start-up on
 every run of the pipeline; the others import it only once Hydra has accepted the config, so
-a mistyped override fails in ~1.5 s, not after torch and Lightning load (~7 s); and ``threads`` caps torch's threads whether torch was imported
-before the cap or after it."""
+a mistyped override fails in ~1.5 s, not after torch and Lightning load (~7 s); the training
+stage types its sections before Lightning loads, so a bad value fails in ~2.5 s; and
+``threads`` caps torch's threads whether torch was imported before the cap or after it."""
 
 from __future__ import annotations
 
@@ -44,6 +45,33 @@ def test_a_stage_with_tensors_imports_torch_only_after_hydra_accepts_the_config(
     assert mistyped.returncode != 0 and "no_such_key" in mistyped.stderr
     imported = re.findall(r"\|\s+([\w.]+)$", mistyped.stderr, re.M)  # -X importtime's lines
     assert "hydra" in imported and "torch" not in imported and "lightning" not in imported
+
+
+BAD_VALUES = [
+    ("gpt.optim.lr=-1", "gpt.optim: lr=-1: must be > 0"),
+    ("gpt.model.mlp=mid", "gpt.model:"),
+    ("gpt.data.batch_size=abc", "gpt.data: batch_size='abc': expected a number"),
+    ("family=bert", "bert.data.mask_rate=1.5", "bert.data: mask_rate=1.5"),
+    ("family=bert", "bert.data.max_seq_len=1000", "exceeds the model's position table"),
+    ("family=word2vec", "word2vec.model.dim=0", "word2vec.model: dim=0: must be >= 1"),
+    ("data.backend=nope", "data: backend='nope'"),
+    ("family=nope", "family='nope': expected one of"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_VALUES, ids=lambda case: case[-2])
+def test_a_bad_training_value_fails_before_lightning_loads(case: tuple[str, ...]) -> None:
+    *overrides, message = case
+    if not any(o.startswith("family=") for o in overrides):
+        overrides.insert(0, "family=gpt")
+    bad = subprocess.run(
+        [sys.executable, "-X", "importtime", "pipelines/train.py", "logger=none", *overrides],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-2000:]
+    assert "Traceback" not in bad.stderr
+    imported = re.findall(r"\|\s+([\w.]+)$", bad.stderr, re.M)
+    assert "lightning" not in imported and "llmworks.training.recipe" not in imported
 
 
 def test_threads_cap_torch_imported_before_or_after() -> None:

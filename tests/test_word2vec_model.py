@@ -56,8 +56,9 @@ def test_skipgram_learns_planted_clusters() -> None:
     import lightning as L
 
     from llmworks.config import typed
-    from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, word_corpus
-    from llmworks.families.word2vec.module import Word2VecModule, Word2VecOptimConfig
+    from llmworks.families.word2vec.data import Word2VecData, word_corpus
+    from llmworks.families.word2vec.module import Word2VecModule
+    from llmworks.families.word2vec.settings import Word2VecDataConfig, Word2VecOptimConfig
     from llmworks.words import tokenize
 
     rng = np.random.default_rng(0)

@@ -5,7 +5,9 @@ report -- learns about families. It never names one.
 A family is one folder, ``llmworks/families/<name>/``, as in torchtitan: ``model.py`` (the
 model, a page), ``data.py`` (its batches), ``module.py`` (the ``LightningModule`` and
 ``build``), ``hf.py`` (to and from Hugging Face), ``evaluate.py`` (its part of the evaluate
-stage, ``evaluate(rec)``), ``spec.py`` (``FAMILY``, its spec) and, for a family whose
+stage, ``evaluate(rec)``), ``spec.py`` (``FAMILY``, its spec), ``settings.py`` (its config
+sections typed without Lightning, ``settings(cfg)``, which ``build`` trains from and the
+training stage checks before it loads Lightning) and, for a family whose
 representation a labelled task can use, ``downstream.py`` (its part of the finetune stage:
 features for a linear probe, and a classifier to fine-tune).
 
@@ -131,21 +133,39 @@ def evaluation(name: str) -> ModuleType:
     return importlib.import_module(f"{PACKAGE}.{name}.evaluate")
 
 
+def settings(name: str, known: list[str] | None = None) -> ModuleType | None:
+    """Family ``name``'s typed config sections, the module ``llmworks.families.<name>.settings``
+    (``settings(cfg)``), or None for a family without one. It imports torch at most, so the
+    training stage reads it before Lightning and a bad value fails in seconds."""
+    _check_known(name, known)
+    return _optional(f"{PACKAGE}.{name}.settings")
+
+
 def downstream(name: str) -> ModuleType | None:
     """Family ``name``'s part of the finetune stage, the module
     ``llmworks.families.<name>.downstream`` (``llmworks.finetune.stage`` says what it holds),
     or None for a family that offers nothing to a labelled task."""
+    return _optional(f"{PACKAGE}.{name}.downstream")
+
+
+def _optional(module: str) -> ModuleType | None:
+    """The module, or None where it (or its family's folder) does not exist; an import error
+    inside it still raises."""
     try:
-        return importlib.import_module(f"{PACKAGE}.{name}.downstream")
+        return importlib.import_module(module)
     except ModuleNotFoundError as exc:
-        if exc.name == f"{PACKAGE}.{name}.downstream":
+        if exc.name in (module, module.rpartition(".")[0]):
             return None
         raise
 
 
-def _import(name: str, known: list[str] | None) -> Any:
+def _check_known(name: str, known: list[str] | None) -> None:
     if known is not None and name not in known:
         raise LlmworksError(f"family={name!r}: expected one of {known}")
+
+
+def _import(name: str, known: list[str] | None) -> Any:
+    _check_known(name, known)
     try:
         return importlib.import_module(f"{PACKAGE}.{name}.spec")
     except ModuleNotFoundError as exc:

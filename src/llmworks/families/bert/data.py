@@ -27,7 +27,6 @@ checkpoint. Masking is the same. Validation and test read the memory-mapped shar
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,8 +37,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from llmworks.data.samplers import TrainSampler, loader_generator, rank_and_world, resume_point
 from llmworks.data.shards import SplitTokens, open_shards
-from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
+from llmworks.families.bert.settings import MLMDataConfig
 from llmworks.tokenization.files import read_tokenizer
 
 if TYPE_CHECKING:
@@ -247,31 +246,6 @@ def special_token_ids(tok) -> dict[str, int]:
             "with [PAD] [UNK] [CLS] [SEP] [MASK] (bert.tokenizer: wordpiece)"
         )
     return ids
-
-
-@dataclass(frozen=True)
-class MLMDataConfig:
-    """The ``bert.data`` section."""
-
-    max_seq_len: int  # sequence length trained on (<= the model's position table)
-    packing: str  # docs | windows
-    mask_rate: float
-    eval_mask_rate: float  # validation and test: one rate for every recipe, so scores compare
-    whole_word: bool
-    batch_size: int
-    num_workers: int
-    pad_to_multiple_of: int | None
-    val_seed: int  # validation masks are fixed by this seed, so runs compare
-    max_val_batches: int | None  # a fixed prefix of the validation split (None: all of it)
-
-    def __post_init__(self) -> None:
-        at_least(1, max_seq_len=self.max_seq_len, batch_size=self.batch_size,
-                 pad_to_multiple_of=self.pad_to_multiple_of,
-                 max_val_batches=self.max_val_batches)  # fmt: skip
-        at_least(0, num_workers=self.num_workers)
-        for name, rate in (("mask_rate", self.mask_rate), ("eval_mask_rate", self.eval_mask_rate)):
-            if not 0 < rate < 1:
-                raise ValueError(f"{name}={rate}: expected a rate in (0, 1)")
 
 
 class Framed:

@@ -19,10 +19,11 @@ from llmworks.evaluation.embedders import transformer_embedder
 from llmworks.evaluation.recorder import Recorder
 from llmworks.evaluation.scoring import record_test_scores, score_batches
 from llmworks.evaluation.trained import load_model
-from llmworks.families.bert.data import MLMData, MLMDataConfig
+from llmworks.families.bert.data import MLMData
 from llmworks.families.bert.hf import CLASSES, from_hf
 from llmworks.families.bert.model import Bert
 from llmworks.families.bert.module import MaskedLMScores, data_module
+from llmworks.families.bert.settings import MLMDataConfig
 from llmworks.paths import TOKENIZER_FILE
 
 

@@ -9,7 +9,7 @@ DDP ranks.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -17,10 +17,10 @@ from omegaconf import DictConfig
 
 from llmworks.config import typed
 from llmworks.data.backend import data_config
-from llmworks.errors import LlmworksError
-from llmworks.families.bert.data import IGNORE_INDEX, MLMData, MLMDataConfig
+from llmworks.families.bert.data import IGNORE_INDEX, MLMData
 from llmworks.families.bert.hf import from_hf
 from llmworks.families.bert.model import Bert, BertConfig
+from llmworks.families.bert.settings import MLMDataConfig, check_context, settings
 from llmworks.models import checkpoints
 from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
@@ -108,7 +108,7 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     """BERT's data and module from ``cfg.bert``: a new model of ``bert.model``, or, with
     ``bert.init_from``, a Hugging Face checkpoint's model and weights (its config replaces
     ``bert.model``; the shards must be encoded with its tokenizer)."""
-    b = cfg.bert
+    b, s = cfg.bert, settings(cfg)
     tok_json = paths.trained_tokenizer(str(b.tokenizer))
     data = data_module(cfg, paths, tok_json)
     model, base, data_id = None, None, data.shards.fingerprint
@@ -126,16 +126,9 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
         config, data_id = model.config, f"{data_id}/{checkpoints.fingerprint(base)}"
         inputs["base-model"] = ("model", base)
     else:
-        config = typed(
-            BertConfig, b.model, "bert.model", vocab_size=data.vocab_size, pad_id=data.ids["pad"]
-        )
-    if data.cfg.max_seq_len > config.max_seq_len:
-        raise LlmworksError(
-            f"bert.data.max_seq_len={data.cfg.max_seq_len} exceeds the model's "
-            f"position table bert.model.max_seq_len={config.max_seq_len}"
-        )
-    optim = typed(OptimConfig, b.optim, "bert.optim")
-    module = MLMModule(config, optim, data.cfg.mask_rate, model)
+        config = replace(s.model, vocab_size=data.vocab_size, pad_id=data.ids["pad"])
+    check_context(data.cfg, config)  # an imported checkpoint's position table, too
+    module = MLMModule(config, s.optim, data.cfg.mask_rate, model)
     return Built(
         module,
         data,

@@ -18,7 +18,6 @@ checkpoint. Validation and test read the memory-mapped shards either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,8 +34,8 @@ from llmworks.data.samplers import (
     resume_point,
 )
 from llmworks.data.shards import TextPerToken, TokenShards, open_shards
-from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
+from llmworks.families.gpt.settings import WindowDataConfig
 
 if TYPE_CHECKING:
     from llmworks.data.streaming import Stream
@@ -60,25 +59,6 @@ class Windows(Dataset):
         s = int(self.starts[i])
         chunk = torch.from_numpy(self._tokens[s : s + self.block_size + 1].astype(np.int64))
         return chunk[:-1], chunk[1:]
-
-
-@dataclass(frozen=True)
-class WindowDataConfig:
-    """The ``gpt.data`` section."""
-
-    batch_size: int  # windows per batch and process
-    val_windows: int  # fixed validation windows, evenly spread over the split
-    num_workers: int  # DataLoader worker processes
-    seq_len: int | None  # tokens per window; None: the model's block_size (its longest)
-
-    def __post_init__(self) -> None:
-        at_least(1, batch_size=self.batch_size, val_windows=self.val_windows,
-                 seq_len=self.seq_len)  # fmt: skip
-        at_least(0, num_workers=self.num_workers)
-
-    def window(self, block_size: int) -> int:
-        """The window length for a model reading at most ``block_size`` tokens."""
-        return min(self.seq_len or block_size, block_size)
 
 
 def shifted(index: int, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

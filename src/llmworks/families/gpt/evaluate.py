@@ -19,10 +19,11 @@ from llmworks.evaluation.embedders import transformer_embedder
 from llmworks.evaluation.recorder import Recorder
 from llmworks.evaluation.scoring import record_test_scores, score_batches
 from llmworks.evaluation.trained import load_model
-from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+from llmworks.families.gpt.data import WindowDataModule
 from llmworks.families.gpt.hf import CLASSES, from_hf
 from llmworks.families.gpt.model import GPT
 from llmworks.families.gpt.module import NextTokenScores
+from llmworks.families.gpt.settings import WindowDataConfig
 from llmworks.generation import complete
 from llmworks.io import write_json
 from llmworks.paths import TOKENIZER_FILE

@@ -9,17 +9,17 @@ token counted once across batches and DDP ranks.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from omegaconf import DictConfig
 
-from llmworks.config import typed
 from llmworks.data.backend import data_config
 from llmworks.data.shards import TextPerToken, open_shards
-from llmworks.families.gpt.data import WindowDataConfig, WindowDataModule
+from llmworks.families.gpt.data import WindowDataModule
 from llmworks.families.gpt.hf import from_hf
 from llmworks.families.gpt.model import GPT, GPTConfig
+from llmworks.families.gpt.settings import settings
 from llmworks.models import checkpoints
 from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
@@ -113,7 +113,7 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     """GPT's data and module from ``cfg.gpt``: a new model of ``gpt.model``, or, with
     ``gpt.init_from``, a Hugging Face checkpoint's model and weights (its config replaces
     ``gpt.model``; the shards must be encoded with its tokenizer)."""
-    g = cfg.gpt
+    g, s = cfg.gpt, settings(cfg)
     tok_json = paths.trained_tokenizer(str(g.tokenizer))
     shards = open_shards(paths.tokens(str(g.tokenizer)), tok_json)
     model, base, data_id = None, None, shards.fingerprint
@@ -129,8 +129,8 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
         config, data_id = model.config, f"{data_id}/{checkpoints.fingerprint(base)}"
         inputs["base-model"] = ("model", base)
     else:
-        config = typed(GPTConfig, g.model, "gpt.model", vocab_size=shards.vocab_size)
-    data_cfg = typed(WindowDataConfig, g.data, "gpt.data")
+        config = replace(s.model, vocab_size=shards.vocab_size)
+    data_cfg = s.data
     stream = data_config(cfg).stream(shards.root, str(g.tokenizer))
     if stream is not None:
         data_id = f"{data_id}/litdata"  # another order of batches: never resume across them
@@ -144,7 +144,7 @@ def build(cfg: DictConfig, paths: Paths) -> Built:
     )
     module = CausalLM(
         config,
-        typed(OptimConfig, g.optim, "gpt.optim"),
+        s.optim,
         shards.text_per_token("validation"),
         bool(g.compile),
         model,

@@ -5,8 +5,6 @@ resumable mid-epoch) and fixed validation batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import lightning as L
 import numpy as np
 import torch
@@ -15,7 +13,6 @@ from omegaconf import DictConfig
 from llmworks.corpus.prepare import corpus_fingerprint, load_corpus
 from llmworks.data.samplers import EvalSampler, loader_generator, rank_and_world, resume_point
 from llmworks.data.shards import open_shards
-from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.word2vec.pairs import (
     Corpus,
@@ -24,26 +21,11 @@ from llmworks.families.word2vec.pairs import (
     examples,
     keep_probability,
 )
+from llmworks.families.word2vec.settings import Word2VecDataConfig
 from llmworks.families.word2vec.vocab import WordVocab
 from llmworks.paths import Paths
 from llmworks.tokenization.files import read_tokenizer
 from llmworks.words import token_as_word, tokenize
-
-
-@dataclass(frozen=True)
-class Word2VecDataConfig:
-    """The ``word2vec.data`` section."""
-
-    window: int  # maximum; each position draws its reduced window in [1, window]
-    sample: float  # subsampling threshold (gensim's formula); 0 disables
-    batch_words: int  # kept corpus words per Lightning batch ...
-    step_words: int  # ... cut into SGD steps of this many
-    val_words: int  # validation: the first words of the validation split
-
-    def __post_init__(self) -> None:
-        at_least(1, window=self.window, batch_words=self.batch_words,
-                 step_words=self.step_words, val_words=self.val_words)  # fmt: skip
-        at_least(0, sample=self.sample)
 
 
 class Word2VecData(L.LightningDataModule):

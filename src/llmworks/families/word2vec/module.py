@@ -11,18 +11,17 @@ split's examples with fixed windows and noise words, so epochs and runs compare.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from llmworks.config import typed
-from llmworks.domains import at_least, positive
-from llmworks.families.word2vec.data import Word2VecData, Word2VecDataConfig, corpora
+from llmworks.families.word2vec.data import Word2VecData, corpora
 from llmworks.families.word2vec.model import Word2Vec, Word2VecConfig
 from llmworks.families.word2vec.pairs import NegativeSampler
+from llmworks.families.word2vec.settings import Word2VecOptimConfig, settings
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans
@@ -30,18 +29,6 @@ from llmworks.training.metrics import ScoredModule, TokenMeans
 VOCAB_FILE = "vocab.json"
 LOGGED_LR = "lr-ClosedFormSGD"  # what LearningRateMonitor logs for the one-group optimizer below
 Batch = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Word2VecOptimConfig:
-    """The ``word2vec.optim`` section: SGD with a linearly decaying learning rate."""
-
-    alpha: float
-    min_alpha: float
-
-    def __post_init__(self) -> None:
-        positive(alpha=self.alpha)
-        at_least(0, min_alpha=self.min_alpha)
 
 
 class SkipGramScores(TokenMeans):
@@ -152,21 +139,21 @@ class Word2VecModule(ScoredModule):
 
 
 def build(cfg: DictConfig, paths: Paths) -> Built:
-    w = cfg.word2vec
+    w, s = cfg.word2vec, settings(cfg)
     vocab, train, val, data_id = corpora(cfg, paths)
-    config = typed(Word2VecConfig, w.model, "word2vec.model", vocab_size=len(vocab))
+    config = replace(s.model, vocab_size=len(vocab))
     data = Word2VecData(
         vocab,
         train,
         val,
-        typed(Word2VecDataConfig, w.data, "word2vec.data"),
+        s.data,
         config.sg,
         config.negative,
         int(cfg.seed),
     )
     module = Word2VecModule(
         config,
-        typed(Word2VecOptimConfig, w.optim, "word2vec.optim"),
+        s.optim,
         vocab.counts,
         int(w.train.max_epochs) * train.raw_words,
         int(cfg.seed),

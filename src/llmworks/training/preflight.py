@@ -1,0 +1,30 @@
+"""The training stage's first step: the config sections it trains from, typed before Lightning
+loads. Importing Lightning takes ~5 s of a stage's start; a bad value (a negative learning
+rate, an unknown optimizer, a mask rate above 1) found after it cost a user seven seconds
+to learn, and found here about two."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig
+
+from llmworks.config import typed
+from llmworks.data.backend import data_config
+from llmworks.spec import names, settings
+from llmworks.training.sharding import FSDPConfig
+
+
+def training_stage(cfg: DictConfig) -> dict[str, Any]:
+    """``train@<family>`` (``llmworks.training.recipe.training_stage``), after typing the
+    family's sections (``llmworks.families.<name>.settings``), ``data`` and ``fsdp``; the
+    recipe reads the same sections again when it builds."""
+    if cfg.family:  # the recipe names the families when none is given
+        family_settings = settings(str(cfg.family), names(cfg))
+        if family_settings is not None:
+            family_settings.settings(cfg)
+    data_config(cfg)
+    typed(FSDPConfig, cfg.fsdp, "fsdp")
+    from llmworks.training.recipe import training_stage as train
+
+    return train(cfg)
