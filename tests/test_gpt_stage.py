@@ -37,6 +37,7 @@ def trained(gpt_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("gpt_stage")
     proc = run_stage("train", *overrides(gpt_data, out))
     assert proc.returncode == 0, proc.stderr[-3000:]
+    (out / "stage.log").write_text(proc.stdout + proc.stderr)
     return out
 
 
@@ -51,6 +52,14 @@ def generate(gpt_data: Path, out: Path, checkpoint: Path) -> str:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
+
+
+def test_the_stage_prints_each_of_lightnings_lines_once(trained):
+    """The recipe (and Lightning) load after the config is checked and logging is set up;
+    Lightning's lines must still print once, not through its handler and ours."""
+    printed = (trained / "stage.log").read_text()
+    assert printed.count("GPU available:") == 1, printed[-3000:]
+    assert "litlogger" not in printed
 
 
 def test_stage_writes_the_model_its_export_and_one_checkpoint_set(trained):
