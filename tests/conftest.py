@@ -15,6 +15,15 @@ from omegaconf import DictConfig, OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 
+# torch threads of a pytest-xdist worker: its share of the cores. Each process would
+# otherwise start one thread per core, and two workers' stages would run twice as many
+# threads as there are cores (on 2 cores the slowest modules took 11% longer so). Set in the
+# worker (the controller's environment is what the workers start from), before anything
+# imports torch; every stage a test starts inherits it. An OMP_NUM_THREADS already set wins.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 # a direct run that needs neither W&B nor more than one thread (most training tests)
 FAST = {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 

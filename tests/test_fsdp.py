@@ -23,9 +23,21 @@ FSDP_CPU = [
 ]
 
 
+# GPT long enough that a kill lands between checkpoints (one at every 5-step validation)
+GPT_STEPS = "gpt.train.max_steps=40"
+
+
 @pytest.fixture(scope="module")
 def data(prepared_data: Path) -> Path:
     return prepared_data
+
+
+@pytest.fixture(scope="module")
+def fsdp_gpt(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """One FSDP run of GPT (its output folder and metrics): what DDP, activation
+    checkpointing and a killed-and-resumed run are each compared with."""
+    out = tmp_path_factory.mktemp("fsdp_gpt")
+    return out, train("gpt", data, out, *FSDP_CPU, GPT_STEPS)
 
 
 def args(family: str, data: Path, out: Path, *extra: str) -> list[str]:
@@ -39,16 +51,22 @@ def train(family: str, data: Path, out: Path, *extra: str) -> dict:
 
 
 @pytest.mark.parametrize(("family", "monitor"), [("gpt", "val_loss"), ("bert", "val_mlm_loss")])
-def test_fsdp_trains_like_ddp_and_saves_the_full_model(family, monitor, data, tmp_path) -> None:
-    ddp = train(family, data, tmp_path / "ddp", "trainer=ddp_cpu")
-    fsdp = train(family, data, tmp_path / "fsdp", *FSDP_CPU)
+def test_fsdp_trains_like_ddp_and_saves_the_full_model(
+    family, monitor, data, fsdp_gpt, tmp_path
+) -> None:
+    if family == "gpt":
+        ddp = train(family, data, tmp_path / "ddp", "trainer=ddp_cpu", GPT_STEPS)
+        fsdp_dir, fsdp = fsdp_gpt
+    else:
+        ddp = train(family, data, tmp_path / "ddp", "trainer=ddp_cpu")
+        fsdp_dir, fsdp = tmp_path / "fsdp", train(family, data, tmp_path / "fsdp", *FSDP_CPU)
     assert fsdp["world_size"] == 2 and fsdp["steps"] == ddp["steps"]
     assert fsdp[monitor] == pytest.approx(ddp[monitor], abs=1e-4)
     assert fsdp["params"] == ddp["params"]  # the gathered model is whole, not a shard
     # the saved weights are the trained ones: evaluating them gives the reported loss
     from llmworks.evaluation.scoring import score_batches
 
-    model_dir = tmp_path / "fsdp" / "models" / family
+    model_dir = fsdp_dir / "models" / family
     assert (model_dir / "hf" / "model.safetensors").is_file()
     if family == "gpt":
         from llmworks.families.gpt.data import WindowDataModule
@@ -66,23 +84,23 @@ def test_fsdp_trains_like_ddp_and_saves_the_full_model(family, monitor, data, tm
         assert got == pytest.approx(fsdp["val_loss"], abs=1e-4)
 
 
-def test_activation_checkpointing_changes_memory_not_results(data, tmp_path) -> None:
-    plain = train("gpt", data, tmp_path / "plain", *FSDP_CPU)
+def test_activation_checkpointing_changes_memory_not_results(data, fsdp_gpt, tmp_path) -> None:
+    _, plain = fsdp_gpt
     recomputed = train(
-        "gpt", data, tmp_path / "ckpt", *FSDP_CPU, "fsdp.activation_checkpointing=true"
+        "gpt", data, tmp_path / "ckpt", *FSDP_CPU, GPT_STEPS, "fsdp.activation_checkpointing=true"
     )
     assert recomputed["val_loss"] == pytest.approx(plain["val_loss"], abs=1e-5)
 
 
-def test_fsdp_resumes_from_its_checkpoint_after_a_kill(data, tmp_path) -> None:
+def test_fsdp_resumes_from_its_checkpoint_after_a_kill(data, fsdp_gpt, tmp_path) -> None:
     import subprocess
     import sys
     import time
 
     from conftest import OFFLINE_ENV, REPO
 
-    longer = [*FSDP_CPU, "gpt.train.max_steps=40"]
-    straight = train("gpt", data, tmp_path / "straight", *longer)
+    _, straight = fsdp_gpt
+    longer = [*FSDP_CPU, GPT_STEPS]
     out = tmp_path / "killed"
     cmd = [sys.executable, str(REPO / "pipelines" / "train.py"), *args("gpt", data, out, *longer)]
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **OFFLINE_ENV, **FAST},
