@@ -112,6 +112,11 @@ def test_every_model_and_mode_scores_the_embedded_task(trained: Path, tmp_path: 
     ]  # fmt: skip
     proc = run_stage("finetune", *wandb, env={"WANDB_MODE": "offline"})
     assert proc.returncode == 0, proc.stderr[-4000:]
+    # Lightning loads after the settings are typed and logging is set up: its lines still
+    # print once each, as its own, not again through the "lightning" package's "INFO:"
+    # handler or through ours
+    lightning_lines = [line for line in proc.stderr.splitlines() if "GPU available:" in line]
+    assert lightning_lines and all(line.startswith("GPU available:") for line in lightning_lines)
     got = metrics(root)
     expected = {"bow_counts": ["probe"], "tfidf": ["probe"], "word2vec": ["probe"],
                 "bert": ["probe", "finetuned"], "gpt": ["probe", "finetuned"]}  # fmt: skip

@@ -43,6 +43,19 @@ def quiet_known_noise() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
+def lightning_lines_once() -> None:
+    """Lightning's loggers as Lightning sets them up when it loads before logging is
+    configured: a handler of their own, not passed on. Stages import Lightning after
+    ``run_stage`` has configured logging (their settings are typed first), and then
+    Lightning leaves its loggers propagating: each line ("GPU available: ...") would print
+    twice, through the ``lightning`` package's "INFO:" handler and through ours."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(logging.StreamHandler())
+            logger.propagate = False
+
+
 def threads_setting(value: object) -> int:
     """``threads`` as a count: a whole number >= 1, or one line that names the key (a word or
     a negative count would otherwise reach torch or the tokenizers' thread pool)."""
@@ -70,6 +83,7 @@ def run_stage(stage: Callable[[DictConfig], T], cfg: DictConfig) -> T:
     ``threads`` caps torch's and the tokenizers' threads (several stages or sweep workers
     sharing a machine then do not oversubscribe its cores)."""
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
+    lightning_lines_once()
     quiet_known_noise()
     try:
         if cfg.threads:  # null or 0: torch's default

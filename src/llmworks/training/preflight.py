@@ -5,7 +5,6 @@ to learn, and found here about two."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from omegaconf import DictConfig
@@ -14,18 +13,6 @@ from llmworks.config import typed
 from llmworks.data.backend import data_config
 from llmworks.spec import names, settings
 from llmworks.training.sharding import FSDPConfig
-
-
-def keep_lightning_lines_single() -> None:
-    """Lightning gives ``lightning.pytorch`` a handler of its own (and stops it propagating)
-    only when it is imported before the root logger has one. Imported after ``run_stage``
-    configured logging, each of its lines ("GPU available: ...") would print twice: through
-    the ``lightning`` package's handler and through ours. So it gets the handler it would
-    have given itself."""
-    logger = logging.getLogger("lightning.pytorch")
-    if not logger.handlers:
-        logger.addHandler(logging.StreamHandler())
-        logger.propagate = False
 
 
 def training_stage(cfg: DictConfig) -> dict[str, Any]:
@@ -38,7 +25,6 @@ def training_stage(cfg: DictConfig) -> dict[str, Any]:
             family_settings.settings(cfg)
     data_config(cfg)
     typed(FSDPConfig, cfg.fsdp, "fsdp")
-    keep_lightning_lines_single()
     from llmworks.training.recipe import training_stage as train
 
     return train(cfg)
