@@ -14,8 +14,8 @@ from llmworks.cli import run_stage
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     # imported once Hydra has accepted the config: a mistyped override is reported
-    # before torch and Lightning load
-    from llmworks.finetune.stage import finetune_stage
+    # before torch loads, and a bad value before Lightning does
+    from llmworks.finetune.preflight import finetune_stage
 
     run_stage(finetune_stage, cfg)
 

@@ -2,8 +2,9 @@
 encode, task, report) never import torch, which costs each of them ~1.5 s of start-up on
 every run of the pipeline; the others import it only once Hydra has accepted the config, so
 a mistyped override fails in ~1.5 s, not after torch and Lightning load (~7 s); the training
-stage types its sections before Lightning loads, so a bad value fails in ~2.5 s; and
-``threads`` caps torch's threads whether torch was imported before the cap or after it."""
+and finetune stages type their sections before Lightning loads, so a bad value fails in
+~2.5 s; and ``threads`` caps torch's threads whether torch was imported before the cap or
+after it."""
 
 from __future__ import annotations
 
@@ -47,31 +48,44 @@ def test_a_stage_with_tensors_imports_torch_only_after_hydra_accepts_the_config(
     assert "hydra" in imported and "torch" not in imported and "lightning" not in imported
 
 
+# (stage, overrides..., the message); a training case without family= trains gpt
 BAD_VALUES = [
-    ("gpt.optim.lr=-1", "gpt.optim: lr=-1: must be > 0"),
-    ("gpt.model.mlp=mid", "gpt.model:"),
-    ("gpt.data.batch_size=abc", "gpt.data: batch_size='abc': expected a number"),
-    ("family=bert", "bert.data.mask_rate=1.5", "bert.data: mask_rate=1.5"),
-    ("family=bert", "bert.data.max_seq_len=1000", "exceeds the model's position table"),
-    ("family=word2vec", "word2vec.model.dim=0", "word2vec.model: dim=0: must be >= 1"),
-    ("data.backend=nope", "data: backend='nope'"),
-    ("family=nope", "family='nope': expected one of"),
+    ("train", "gpt.optim.lr=-1", "gpt.optim: lr=-1: must be > 0"),
+    ("train", "gpt.model.mlp=mid", "gpt.model:"),
+    ("train", "gpt.data.batch_size=abc", "gpt.data: batch_size='abc': expected a number"),
+    ("train", "family=bert", "bert.data.mask_rate=1.5", "bert.data: mask_rate=1.5"),
+    ("train", "family=bert", "bert.data.max_seq_len=1000", "exceeds the model's position table"),
+    ("train", "family=word2vec", "word2vec.model.dim=0", "word2vec.model: dim=0: must be >= 1"),
+    ("train", "data.backend=nope", "data: backend='nope'"),
+    ("train", "family=nope", "family='nope': expected one of"),
+    ("finetune", "finetune.gpt.pooling=max", "finetune.gpt.pooling='max': expected one of"),
+    ("finetune", "finetune.models=[tfidf,bret]", "finetune.models: ['bret'] unknown"),
+    ("finetune", "finetune.modes=[probes]", "finetune: modes=['probes']: expected"),
+    ("finetune", "finetune.optim.lr=-1", "finetune.optim: lr=-1: must be > 0"),
+    ("finetune", "finetune.probe.C=[]", "finetune.probe: C=[]: expected a non-empty list"),
 ]
+# what a stage loads only once its settings are typed
+STAGE_MODULE = {"train": "llmworks.training.recipe", "finetune": "llmworks.finetune.stage"}
 
 
-@pytest.mark.parametrize("case", BAD_VALUES, ids=lambda case: case[-2])
-def test_a_bad_training_value_fails_before_lightning_loads(case: tuple[str, ...]) -> None:
-    *overrides, message = case
-    if not any(o.startswith("family=") for o in overrides):
+@pytest.mark.parametrize("case", BAD_VALUES, ids=lambda case: f"{case[0]}:{case[-2]}")
+def test_a_bad_training_or_finetuning_value_fails_before_lightning_loads(
+    case: tuple[str, ...], tmp_path
+) -> None:
+    from conftest import stage_overrides
+
+    stage, *overrides, message = case
+    if stage == "train" and not any(o.startswith("family=") for o in overrides):
         overrides.insert(0, "family=gpt")
     bad = subprocess.run(
-        [sys.executable, "-X", "importtime", "pipelines/train.py", "logger=none", *overrides],
+        [sys.executable, "-X", "importtime", f"pipelines/{stage}.py", "logger=none",
+         *stage_overrides(None, tmp_path), *overrides],
         cwd=REPO, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-2000:]
     assert "Traceback" not in bad.stderr
     imported = re.findall(r"\|\s+([\w.]+)$", bad.stderr, re.M)
-    assert "lightning" not in imported and "llmworks.training.recipe" not in imported
+    assert "lightning" not in imported and STAGE_MODULE[stage] not in imported
 
 
 def test_threads_cap_torch_imported_before_or_after() -> None:

@@ -7,7 +7,8 @@ model, a page), ``data.py`` (its batches), ``module.py`` (the ``LightningModule`
 ``build``), ``hf.py`` (to and from Hugging Face), ``evaluate.py`` (its part of the evaluate
 stage, ``evaluate(rec)``), ``spec.py`` (``FAMILY``, its spec), ``settings.py`` (its config
 sections typed without Lightning, ``settings(cfg)``, which ``build`` trains from and the
-training stage checks before it loads Lightning) and, for a family whose
+training stage checks before it loads Lightning; optionally ``finetune_settings(cfg)``, its
+``finetune.<name>`` section, which the finetune stage checks the same way) and, for a family whose
 representation a labelled task can use, ``downstream.py`` (its part of the finetune stage:
 features for a linear probe, and a classifier to fine-tune).
 

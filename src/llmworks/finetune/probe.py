@@ -9,7 +9,6 @@ texts together, the product and difference let a linear model compare them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,21 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from llmworks.evaluation.embedders import ArrayLike, Embedder, transformer_embedder
+from llmworks.finetune.settings import ProbeConfig
 from llmworks.finetune.task import Split, Task
 from llmworks.tokenization.files import read_tokenizer
-
-
-@dataclass(frozen=True)
-class ProbeConfig:
-    """``finetune.probe``."""
-
-    C: list[float]  # candidates for LogisticRegression's C, the best on validation is kept
-    max_iter: int
-    bow_max_features: int | None  # the baselines' vocabulary: the most frequent training words
-
-    def __post_init__(self) -> None:
-        if not self.C or any(c <= 0 for c in self.C):
-            raise ValueError(f"C={self.C}: expected a non-empty list of positive values")
 
 
 def features(embed: Embedder, split: Split) -> ArrayLike:

@@ -7,12 +7,15 @@ Models (``finetune.models``; null: all there are): the baselines ``bow_counts`` 
 
 - ``probe_features(cfg, paths, device) -> Embedder``: fixed text vectors of the pretrained
   model, for a linear probe (``mode: probe``);
-- optionally ``settings(cfg)``, which checks its ``finetune.<name>`` section up front;
 - optionally ``classifier(cfg, paths, task) -> Finetunable`` (the pretrained model with a new
   head; ``PairsUnsupported`` when it cannot read a pair task), ``build_classifier(config)``
   and ``task_tokenizer(tokenizer_json, config)`` (to load the saved classifier), for full
   fine-tuning by the one Lightning recipe (``mode: finetuned``), and ``export(net, config,
   tokenizer_json, out)`` for a Hugging Face export of the result.
+
+The ``finetune`` section is typed in ``llmworks.finetune.settings`` before Lightning loads
+(``llmworks.finetune.preflight``), with each family's ``finetune.<name>`` section where its
+``settings`` module offers ``finetune_settings(cfg)``.
 
 Each model's result is kept in ``runs/finetune/<model>/result.json`` under a fingerprint of
 everything it depends on, and its fine-tuning run state (checkpoints, W&B id) beside it, so a
@@ -38,7 +41,6 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from llmworks.config import typed
 from llmworks.errors import LlmworksError
 from llmworks.evaluation.embedders import Embedder, bag_of_words_embedder
 from llmworks.finetune.classifier import (
@@ -48,7 +50,14 @@ from llmworks.finetune.classifier import (
     predict,
     save_classifier,
 )
-from llmworks.finetune.probe import ProbeConfig, linear_probe, scores
+from llmworks.finetune.probe import linear_probe, scores
+from llmworks.finetune.settings import (
+    BASELINES,
+    MODES,
+    FinetuneSettings,
+    check_family_section,
+    settings,
+)
 from llmworks.finetune.task import NoTask, Task, describe, load_task
 from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.models.persistence import WEIGHTS_FILE
@@ -58,12 +67,9 @@ from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import experiment_group, finish_wandb, log_metrics, start_run
 from llmworks.training.fit import CHECKPOINTS, fingerprint, fit
 from llmworks.training.model_card import write_card
-from llmworks.training.optim import OptimConfig
 
 log = logging.getLogger(__name__)
 
-BASELINES = ("bow_counts", "tfidf")
-MODES = ("probe", "finetuned")
 RESULT, CLASSIFIER, HF_DIR = "result.json", "classifier", "hf"
 CARD = CardSpec(
     pipeline_tag="text-classification",
@@ -74,39 +80,6 @@ CARD = CardSpec(
         'print(classify("A paragraph to label."))'
     ),
 )
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """``cfg.finetune`` checked at start-up (the family sections and ``train`` are read
-    where they are used)."""
-
-    models: list[str] | None
-    modes: list[str]
-    max_len: int
-    batch_size: int
-    dropout: float
-    probe: ProbeConfig
-    optim: OptimConfig
-    export: bool
-
-    def __post_init__(self) -> None:
-        bad = [m for m in self.modes if m not in MODES]
-        if bad or not self.modes:
-            raise ValueError(f"modes={self.modes}: expected a non-empty list of {list(MODES)}")
-        if self.max_len < 2 or self.batch_size < 1:
-            raise ValueError(f"max_len={self.max_len}, batch_size={self.batch_size}: too small")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout={self.dropout}: expected a rate in [0, 1)")
-
-
-def settings(cfg: DictConfig) -> FinetuneSettings:
-    values = OmegaConf.to_container(cfg.finetune, resolve=True)
-    for key in ("train", *names(cfg)):
-        values.pop(key, None)
-    probe = typed(ProbeConfig, values.pop("probe"), "finetune.probe")
-    optim = typed(OptimConfig, values.pop("optim"), "finetune.optim")
-    return typed(FinetuneSettings, values, "finetune", probe=probe, optim=optim)
 
 
 @dataclass(frozen=True)
@@ -135,8 +108,8 @@ def plan(cfg: DictConfig, s: FinetuneSettings, paths: Paths, task: Task) -> dict
     out: dict[str, list[str]] = {}
     for model in chosen:
         part = offered.get(model)
-        if hasattr(part, "settings"):  # the family's own finetune.<name> section
-            part.settings(cfg)
+        if part is not None:  # the family's own finetune.<name> section
+            check_family_section(cfg, model)
         modes = [m for m in s.modes if m == "probe" or _can_finetune(part)]
         if "finetuned" in modes and task.pairs:
             reason = part.pair_problem(cfg, paths)

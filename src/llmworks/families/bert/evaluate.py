@@ -11,7 +11,6 @@ from pathlib import Path
 from datasets import DatasetDict
 from omegaconf import DictConfig
 
-from llmworks.config import typed
 from llmworks.data.encode import encode_corpus
 from llmworks.errors import LlmworksError
 from llmworks.evaluation.attention import attention_figure
@@ -23,7 +22,7 @@ from llmworks.families.bert.data import MLMData
 from llmworks.families.bert.hf import CLASSES, from_hf
 from llmworks.families.bert.model import Bert
 from llmworks.families.bert.module import MaskedLMScores, data_module
-from llmworks.families.bert.settings import MLMDataConfig
+from llmworks.families.bert.settings import data_settings
 from llmworks.paths import TOKENIZER_FILE
 
 
@@ -57,7 +56,7 @@ def score_reference(rec: Recorder, source: str, path: Path) -> dict[str, float]:
     tok_json = path / TOKENIZER_FILE
     if not tok_json.is_file():
         raise LlmworksError(f"evaluate.references {source}: no {TOKENIZER_FILE} in {path}")
-    data_cfg = typed(MLMDataConfig, rec.cfg.bert.data, "bert.data")
+    data_cfg = data_settings(rec.cfg)
     data_cfg = replace(data_cfg, max_seq_len=min(data_cfg.max_seq_len, model.config.max_seq_len))
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens"

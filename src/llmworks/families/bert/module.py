@@ -15,12 +15,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from llmworks.config import typed
 from llmworks.data.backend import data_config
 from llmworks.families.bert.data import IGNORE_INDEX, MLMData
 from llmworks.families.bert.hf import from_hf
 from llmworks.families.bert.model import Bert, BertConfig
-from llmworks.families.bert.settings import MLMDataConfig, check_context, settings
+from llmworks.families.bert.settings import check_context, data_settings, settings
 from llmworks.models import checkpoints
 from llmworks.models.checkpoints import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
@@ -98,7 +97,7 @@ class MLMModule(MuonOrAdamWOptimizers, ScoredModule):
 
 def data_module(cfg: DictConfig, paths: Paths, tokenizer_json: Path) -> MLMData:
     b = cfg.bert
-    data = typed(MLMDataConfig, b.data, "bert.data")
+    data = data_settings(cfg)
     shards = paths.tokens(str(b.tokenizer))
     stream = data_config(cfg).stream(shards, str(b.tokenizer))
     return MLMData(shards, tokenizer_json, data, int(cfg.seed), stream)

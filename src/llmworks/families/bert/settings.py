@@ -54,12 +54,17 @@ class BertSettings:
 
 def settings(cfg: DictConfig) -> BertSettings:
     b = cfg.bert
-    data = typed(MLMDataConfig, b.data, "bert.data")
+    data = data_settings(cfg)
     model = None
     if not b.init_from:
         model = typed(BertConfig, b.model, "bert.model", vocab_size=None, pad_id=None)
         check_context(data, model)
     return BertSettings(model, data, typed(OptimConfig, b.optim, "bert.optim"))
+
+
+def data_settings(cfg: DictConfig) -> MLMDataConfig:
+    """``bert.data`` alone: what the evaluate stage batches the test split by."""
+    return typed(MLMDataConfig, cfg.bert.data, "bert.data")
 
 
 def check_context(data: MLMDataConfig, model: BertConfig) -> None:

@@ -29,14 +29,13 @@ from llmworks.evaluation.embedders import Embedder
 from llmworks.evaluation.trained import model_dir
 from llmworks.families.gpt.hf import EOT, PAD
 from llmworks.families.gpt.model import GPT, GPTConfig
+from llmworks.families.gpt.settings import POOLINGS
 from llmworks.finetune.classifier import ClassifierConfig, Finetunable, PairsUnsupported
 from llmworks.finetune.classifier import task_tokenizer as framing_tokenizer
 from llmworks.finetune.probe import frozen_states
 from llmworks.finetune.task import Task
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.tokenization.files import read_tokenizer
-
-POOLINGS = ("last", "mean")
 
 
 class GPTClassifier(nn.Module):
@@ -65,13 +64,6 @@ class GPTClassifier(nn.Module):
             w = padding_mask.to(h.dtype)[..., None]
             pooled = (h * w).sum(1) / w.sum(1).clamp(min=1.0)
         return self.score(self.drop(pooled))
-
-
-def settings(cfg: DictConfig) -> None:
-    """``finetune.gpt`` checked before the stage does any work."""
-    pooling = cfg.finetune.gpt.pooling
-    if pooling not in POOLINGS:
-        raise LlmworksError(f"finetune.gpt.pooling={pooling!r}: expected one of {POOLINGS}")
 
 
 def pretrained(cfg: DictConfig, paths: Paths) -> tuple[GPT, Path, str, str]:

@@ -23,7 +23,7 @@ from llmworks.families.gpt.data import WindowDataModule
 from llmworks.families.gpt.hf import CLASSES, from_hf
 from llmworks.families.gpt.model import GPT
 from llmworks.families.gpt.module import NextTokenScores
-from llmworks.families.gpt.settings import WindowDataConfig
+from llmworks.families.gpt.settings import data_settings
 from llmworks.generation import complete
 from llmworks.io import write_json
 from llmworks.paths import TOKENIZER_FILE
@@ -53,7 +53,7 @@ def evaluate(rec: Recorder) -> None:
     """Test-split scores, samples from fixed prompts, attention maps and mean-pooled states."""
     model, tok = load_model(rec, GPT, "gpt")
     g = rec.cfg.gpt
-    data_cfg = typed(WindowDataConfig, g.data, "gpt.data")
+    data_cfg = data_settings(rec.cfg)
     data = WindowDataModule(
         rec.paths.tokens(str(g.tokenizer)),
         rec.paths.model("gpt") / TOKENIZER_FILE,
@@ -111,7 +111,7 @@ def score_reference(rec: Recorder, source: str, path: Path) -> dict[str, float]:
     model, _ = from_hf(path, where=f"evaluate.references {source}")
     tok_json = _tokenizer_file(path, source)
     eot = _end_of_text(path)
-    data_cfg = typed(WindowDataConfig, rec.cfg.gpt.data, "gpt.data")
+    data_cfg = data_settings(rec.cfg)
     window = min(data_cfg.window(int(rec.cfg.gpt.model.block_size)), model.config.block_size)
     with tempfile.TemporaryDirectory() as tmp:
         tokens = Path(tmp) / "tokens"

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from llmworks.config import typed
 from llmworks.domains import at_least
+from llmworks.errors import LlmworksError
 from llmworks.families.gpt.model import GPTConfig
 from llmworks.training.optim import OptimConfig
 
@@ -47,6 +48,19 @@ class GPTSettings:
 def settings(cfg: DictConfig) -> GPTSettings:
     g = cfg.gpt
     model = None if g.init_from else typed(GPTConfig, g.model, "gpt.model", vocab_size=None)
-    return GPTSettings(
-        model, typed(WindowDataConfig, g.data, "gpt.data"), typed(OptimConfig, g.optim, "gpt.optim")
-    )
+    return GPTSettings(model, data_settings(cfg), typed(OptimConfig, g.optim, "gpt.optim"))
+
+
+def data_settings(cfg: DictConfig) -> WindowDataConfig:
+    """``gpt.data`` alone: what the evaluate stage cuts the test split by."""
+    return typed(WindowDataConfig, cfg.gpt.data, "gpt.data")
+
+
+POOLINGS = ("last", "mean")  # the fine-tuned classifier's one state per text (downstream.py)
+
+
+def finetune_settings(cfg: DictConfig) -> None:
+    """``finetune.gpt``, checked before the finetune stage loads Lightning."""
+    pooling = cfg.finetune.gpt.pooling
+    if pooling not in POOLINGS:
+        raise LlmworksError(f"finetune.gpt.pooling={pooling!r}: expected one of {POOLINGS}")
