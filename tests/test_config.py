@@ -72,6 +72,7 @@ def test_dvc_stage_params_name_existing_keys() -> None:
             for entry in body.get("params", []):
                 dotted = entry if isinstance(entry, str) else next(iter(entry))
                 dotted = dotted.replace("${key}", str(key))
+                dotted = dotted.replace("${item.", f"${{{foreach}.{key}.")  # the entry's value
                 dotted = re.sub(r"\$\{([\w.]+)\}", lambda m: _lookup(params, m[1]), dotted)
                 node = params
                 for part in dotted.split("."):

@@ -81,6 +81,14 @@ def test_smoke_experiment_runs_end_to_end(repo: Path) -> None:
     changed = set(json.loads(sh("dvc", "status", "--json", cwd=repo).stdout))
     # (evaluate reads every tokenizer's settings too)
     assert changed == {"train_tokenizer@unigram", "evaluate"}
+    # The shard readers' settings retrain what reads shards, not Word2Vec (it reads the
+    # corpus); nor do they re-encode (the encode stage reads only `data.backend` and
+    # `data.chunk_tokens` of them).
+    changed_params = yaml.safe_load(params)
+    changed_params["data"]["cache_dir"] = "/tmp/elsewhere"
+    (repo / "params.yaml").write_text(yaml.safe_dump(changed_params, sort_keys=False))
+    changed = set(json.loads(sh("dvc", "status", "--json", cwd=repo).stdout))
+    assert changed == {"train@bert", "train@gpt"}
     (repo / "params.yaml").write_text(params)
 
 
