@@ -49,7 +49,9 @@ def test_a_family_is_a_folder_a_config_group_and_a_stage(family: Family) -> None
     assert all((folder / f).is_file() for f in FOLDER), sorted(p.name for p in folder.iterdir())
     assert (REPO / "conf" / name / "default.yaml").is_file()
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert set(params["families"][name]) == {"reads", "curve"}
+    entry = params["families"][name]
+    assert set(entry) == {"reads", "curve", "data_section"}
+    assert entry["data_section"] in ("data", name)  # the shard readers' section, or its own
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     assert stage["foreach"] == "${families}"
     assert "src/llmworks/families/${key}" in stage["do"]["deps"]
