@@ -58,6 +58,7 @@ BAD_VALUES = [
     ("train", "family=word2vec", "word2vec.model.dim=0", "word2vec.model: dim=0: must be >= 1"),
     ("train", "data.backend=nope", "data: backend='nope'"),
     ("train", "family=nope", "family='nope': expected one of"),
+    ("train", "families.gpt.data_section=dta", "families.gpt.data_section='dta': expected"),
     ("finetune", "finetune.gpt.pooling=max", "finetune.gpt.pooling='max': expected one of"),
     ("finetune", "finetune.models=[tfidf,bret]", "finetune.models: ['bret'] unknown"),
     ("finetune", "finetune.modes=[probes]", "finetune: modes=['probes']: expected"),

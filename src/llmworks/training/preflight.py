@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from llmworks.config import typed
 from llmworks.data.backend import data_config
+from llmworks.errors import LlmworksError
 from llmworks.spec import names, settings
 from llmworks.training.sharding import FSDPConfig
 
@@ -23,8 +24,21 @@ def training_stage(cfg: DictConfig) -> dict[str, Any]:
         family_settings = settings(str(cfg.family), names(cfg))
         if family_settings is not None:
             family_settings.settings(cfg)
+        check_data_section(cfg, str(cfg.family))
     data_config(cfg)
     typed(FSDPConfig, cfg.fsdp, "fsdp")
     from llmworks.training.recipe import training_stage as train
 
     return train(cfg)
+
+
+def check_data_section(cfg: DictConfig, name: str) -> None:
+    """``families.<name>.data_section``, the section ``dvc.yaml`` makes ``train@<name>``
+    depend on besides its own: DVC takes a key missing from params.yaml for a deleted one and
+    goes on, so a misspelt name would silently drop the dependency."""
+    section = cfg.families[name].get("data_section")
+    if section not in ("data", name):
+        raise LlmworksError(
+            f"families.{name}.data_section={section!r}: expected 'data' (it trains from "
+            f"token shards) or {name!r} (it reads none)"
+        )
