@@ -29,7 +29,7 @@ from llmworks.evaluation.embedders import Embedder
 from llmworks.evaluation.trained import model_dir
 from llmworks.families.gpt.hf import EOT, PAD
 from llmworks.families.gpt.model import GPT, GPTConfig
-from llmworks.families.gpt.settings import POOLINGS
+from llmworks.families.gpt.settings import check_pooling
 from llmworks.finetune.classifier import ClassifierConfig, Finetunable, PairsUnsupported
 from llmworks.finetune.classifier import task_tokenizer as framing_tokenizer
 from llmworks.finetune.probe import frozen_states
@@ -44,8 +44,7 @@ class GPTClassifier(nn.Module):
 
     def __init__(self, decoder: GPT, n_labels: int, dropout: float, pooling: str):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise LlmworksError(f"finetune.gpt.pooling={pooling!r}: expected one of {POOLINGS}")
+        check_pooling(pooling)
         self.decoder = decoder
         self.decoder.lm_head = nn.Identity()  # the LM head has no part in classification
         self.pooling = pooling

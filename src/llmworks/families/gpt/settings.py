@@ -61,6 +61,10 @@ POOLINGS = ("last", "mean")  # the fine-tuned classifier's one state per text (d
 
 def finetune_settings(cfg: DictConfig) -> None:
     """``finetune.gpt``, checked before the finetune stage loads Lightning."""
-    pooling = cfg.finetune.gpt.pooling
+    check_pooling(cfg.finetune.gpt.pooling)
+
+
+def check_pooling(pooling: str) -> None:
+    """One of ``POOLINGS``; also checked where a saved classifier's config is loaded."""
     if pooling not in POOLINGS:
         raise LlmworksError(f"finetune.gpt.pooling={pooling!r}: expected one of {POOLINGS}")
