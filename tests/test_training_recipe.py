@@ -6,6 +6,7 @@ architecture without a Hugging Face twin."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -51,7 +52,9 @@ def test_a_family_is_a_folder_a_config_group_and_a_stage(family: Family) -> None
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     entry = params["families"][name]
     assert set(entry) == {"reads", "curve", "data_section"}
-    assert entry["data_section"] in ("data", name)  # the shard readers' section, or its own
+    # the section its code reads shards through ('data'), or its own when it reads none
+    settings = importlib.import_module(f"llmworks.families.{name}.settings")
+    assert entry["data_section"] == settings.DATA_SECTION
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["train"]
     assert stage["foreach"] == "${families}"
     assert "src/llmworks/families/${key}" in stage["do"]["deps"]

@@ -24,7 +24,7 @@ def training_stage(cfg: DictConfig) -> dict[str, Any]:
         family_settings = settings(str(cfg.family), names(cfg))
         if family_settings is not None:
             family_settings.settings(cfg)
-        check_data_section(cfg, str(cfg.family))
+        check_data_section(cfg, str(cfg.family), getattr(family_settings, "DATA_SECTION", None))
     data_config(cfg)
     typed(FSDPConfig, cfg.fsdp, "fsdp")
     from llmworks.training.recipe import training_stage as train
@@ -32,11 +32,23 @@ def training_stage(cfg: DictConfig) -> dict[str, Any]:
     return train(cfg)
 
 
-def check_data_section(cfg: DictConfig, name: str) -> None:
+def check_data_section(cfg: DictConfig, name: str, expected: str | None = None) -> None:
     """``families.<name>.data_section``, the section ``dvc.yaml`` makes ``train@<name>``
     depend on besides its own: DVC takes a key missing from params.yaml for a deleted one and
-    goes on, so a misspelt name would silently drop the dependency."""
+    goes on, so a misspelt name would silently drop the dependency. ``expected`` is the one
+    the family's code reads (its settings module's ``DATA_SECTION``): a family that reads
+    shards through ``data`` but names itself would lose the dependency just as silently."""
     section = cfg.families[name].get("data_section")
+    if expected is not None and section != expected:
+        why = (
+            f"the section the {name} family reads its token shards through"
+            if expected == "data"
+            else f"the {name} family reads no token shards, only its own section"
+        )
+        raise LlmworksError(
+            f"families.{name}.data_section={section!r}: expected {expected!r}, {why} "
+            f"(dvc.yaml makes train@{name} depend on it)"
+        )
     if section not in ("data", name):
         raise LlmworksError(
             f"families.{name}.data_section={section!r}: expected 'data' (it trains from "

@@ -52,6 +52,11 @@ class BertSettings:
     optim: OptimConfig
 
 
+# The shared section its token shards are read through (``llmworks.data.backend``): the one
+# that families.bert.data_section must name, for dvc.yaml to make train@bert depend on it.
+DATA_SECTION = "data"
+
+
 def settings(cfg: DictConfig) -> BertSettings:
     b = cfg.bert
     data = data_settings(cfg)

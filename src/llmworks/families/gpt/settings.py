@@ -45,6 +45,11 @@ class GPTSettings:
     optim: OptimConfig
 
 
+# The shared section its token shards are read through (``llmworks.data.backend``): the one
+# that families.gpt.data_section must name, for dvc.yaml to make train@gpt depend on it.
+DATA_SECTION = "data"
+
+
 def settings(cfg: DictConfig) -> GPTSettings:
     g = cfg.gpt
     model = None if g.init_from else typed(GPTConfig, g.model, "gpt.model", vocab_size=None)

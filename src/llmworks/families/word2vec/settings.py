@@ -51,6 +51,11 @@ class Word2VecSettings:
     optim: Word2VecOptimConfig
 
 
+# It reads the corpus, not token shards, so families.word2vec.data_section names its own
+# section: train@word2vec does not rerun when the shard readers' `data` changes.
+DATA_SECTION = "word2vec"
+
+
 def settings(cfg: DictConfig) -> Word2VecSettings:
     w = cfg.word2vec
     return Word2VecSettings(
