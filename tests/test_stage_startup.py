@@ -61,6 +61,10 @@ BAD_VALUES = [
     ("train", "families.gpt.data_section=dta", "families.gpt.data_section='dta': expected 'data'"),
     ("train", "families.gpt.data_section=gpt", "data_section='gpt': expected 'data', the section"),
     ("train", "family=word2vec", "families.word2vec.data_section=data", "only its own section"),
+    # the files it trains from, after the config (these runs' paths.data is empty)
+    ("train", "family=bert", "wordpiece/tokenizer.json not found; train it first"),
+    ("train", "family=word2vec", "does not exist; run the corpus stage first"),
+    ("train", "family=bert", "data.backend=litdata", "bert.data.packing=windows", "packs the"),
     ("finetune", "finetune.gpt.pooling=max", "finetune.gpt.pooling='max': expected one of"),
     ("finetune", "finetune.models=[tfidf,bret]", "finetune.models: ['bret'] unknown"),
     ("finetune", "finetune.modes=[probes]", "finetune: modes=['probes']: expected"),

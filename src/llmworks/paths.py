@@ -81,6 +81,15 @@ class Paths:
     def corpus_dataset(self) -> Path:
         return self.corpus / "dataset"
 
+    def prepared_corpus(self) -> Path:
+        """The corpus stage's dataset directory, or the one message that says how to get it."""
+        path = self.corpus_dataset
+        if not path.is_dir():
+            raise LlmworksError(
+                f"{path} does not exist; run the corpus stage first (dvc repro corpus)"
+            )
+        return path
+
     @property
     def corpus_stats(self) -> Path:
         return self.corpus / "corpus_stats.json"

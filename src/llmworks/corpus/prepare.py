@@ -26,10 +26,7 @@ log = logging.getLogger(__name__)
 
 def load_corpus(paths: Paths) -> datasets.DatasetDict:
     """The prepared corpus, as later stages read it."""
-    path = paths.corpus_dataset
-    if not path.is_dir():
-        raise LlmworksError(f"{path} does not exist; run the corpus stage first (dvc repro corpus)")
-    return datasets.load_from_disk(str(path))
+    return datasets.load_from_disk(str(paths.prepared_corpus()))
 
 
 def corpus_fingerprint(corpus: datasets.DatasetDict) -> str:

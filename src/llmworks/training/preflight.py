@@ -12,14 +12,17 @@ from omegaconf import DictConfig
 from llmworks.config import typed
 from llmworks.data.backend import data_config
 from llmworks.errors import LlmworksError
+from llmworks.paths import Paths
 from llmworks.spec import names, settings
 from llmworks.training.sharding import FSDPConfig
 
 
 def training_stage(cfg: DictConfig) -> dict[str, Any]:
     """``train@<family>`` (``llmworks.training.recipe.training_stage``), after typing the
-    family's sections (``llmworks.families.<name>.settings``), ``data`` and ``fsdp``; the
-    recipe reads the same sections again when it builds."""
+    family's sections (``llmworks.families.<name>.settings``), ``data`` and ``fsdp``, and
+    opening the files it trains from (its ``check_inputs``); the recipe reads them all again
+    when it builds."""
+    family_settings = None
     if cfg.family:  # the recipe names the families when none is given
         family_settings = settings(str(cfg.family), names(cfg))
         if family_settings is not None:
@@ -27,6 +30,8 @@ def training_stage(cfg: DictConfig) -> dict[str, Any]:
         check_data_section(cfg, str(cfg.family), getattr(family_settings, "DATA_SECTION", None))
     data_config(cfg)
     typed(FSDPConfig, cfg.fsdp, "fsdp")
+    if hasattr(family_settings, "check_inputs"):  # the config first, then the files
+        family_settings.check_inputs(cfg, Paths.from_config(cfg))
     from llmworks.training.recipe import training_stage as train
 
     return train(cfg)

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from llmworks.data.samplers import TrainSampler, loader_generator, rank_and_world, resume_point
 from llmworks.data.shards import SplitTokens, open_shards
 from llmworks.errors import LlmworksError
-from llmworks.families.bert.settings import MLMDataConfig
+from llmworks.families.bert.settings import MLMDataConfig, check_packing
 from llmworks.tokenization.files import read_tokenizer
 
 if TYPE_CHECKING:
@@ -275,12 +275,7 @@ class MLMData(L.LightningDataModule):
     ):
 
         super().__init__()
-        if stream is not None and data.packing != "docs":
-            raise LlmworksError(
-                f"bert.data.packing={data.packing}: data.backend=litdata packs the token stream "
-                "([CLS] ... [SEP] across documents); use bert.data.packing=docs, or "
-                "data.backend=memmap"
-            )
+        check_packing(data.packing, stream is not None)
         self.stream = stream
         self.shards = open_shards(shards_dir, tokenizer_json)
         tok = read_tokenizer(tokenizer_json)

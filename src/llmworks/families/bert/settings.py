@@ -10,9 +10,12 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.data.backend import data_config
+from llmworks.data.shards import open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.model import BertConfig
+from llmworks.paths import Paths
 from llmworks.training.optim import OptimConfig
 
 
@@ -64,12 +67,30 @@ def settings(cfg: DictConfig) -> BertSettings:
     if not b.init_from:
         model = typed(BertConfig, b.model, "bert.model", vocab_size=None, pad_id=None)
         check_context(data, model)
+    check_packing(data.packing, data_config(cfg).streams)
     return BertSettings(model, data, typed(OptimConfig, b.optim, "bert.optim"))
+
+
+def check_inputs(cfg: DictConfig, paths: Paths) -> None:
+    """What ``build`` opens first, its tokenizer and token shards, checked before Lightning
+    loads: missing or damaged files fail in seconds, with the stage that makes them."""
+    tokenizer = str(cfg.bert.tokenizer)
+    open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
 
 
 def data_settings(cfg: DictConfig) -> MLMDataConfig:
     """``bert.data`` alone: what the evaluate stage batches the test split by."""
     return typed(MLMDataConfig, cfg.bert.data, "bert.data")
+
+
+def check_packing(packing: str, streams: bool) -> None:
+    """A litdata stream (``data.backend=litdata``) is one token stream: it packs documents."""
+    if streams and packing != "docs":
+        raise LlmworksError(
+            f"bert.data.packing={packing}: data.backend=litdata packs the token stream "
+            "([CLS] ... [SEP] across documents); use bert.data.packing=docs, or "
+            "data.backend=memmap"
+        )
 
 
 def check_context(data: MLMDataConfig, model: BertConfig) -> None:

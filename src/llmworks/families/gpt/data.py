@@ -35,7 +35,7 @@ from llmworks.data.samplers import (
 )
 from llmworks.data.shards import TextPerToken, TokenShards, open_shards
 from llmworks.errors import LlmworksError
-from llmworks.families.gpt.settings import WindowDataConfig
+from llmworks.families.gpt.settings import WindowDataConfig, check_windows
 
 if TYPE_CHECKING:
     from llmworks.data.streaming import Stream
@@ -97,13 +97,8 @@ class WindowDataModule(L.LightningDataModule):
     def windows(self, split: str, limit: int | None = None) -> Windows:
         """Non-overlapping windows of a split; with ``limit``, that many spread evenly over it."""
         tokens = self.shards.split(split).tokens
+        check_windows(self.shards_root, split, len(tokens), self.block_size)
         n = (len(tokens) - 1) // self.block_size
-        if n < 1:
-            raise LlmworksError(
-                f"{self.shards_root}: the {split} split has {len(tokens)} tokens, fewer than "
-                f"block_size + 1 = {self.block_size + 1}; lower gpt.data.seq_len (or "
-                "gpt.model.block_size) or use a larger corpus"
-            )
         starts = np.arange(n, dtype=np.int64) * self.block_size
         if limit is not None and n > limit:  # evenly spread, fixed for the whole run
             starts = starts[np.linspace(0, n - 1, limit).round().astype(np.int64)]

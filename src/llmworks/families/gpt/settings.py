@@ -6,13 +6,17 @@ trains from the same objects."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.data.backend import data_config
+from llmworks.data.shards import open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.gpt.model import GPTConfig
+from llmworks.paths import Paths
 from llmworks.training.optim import OptimConfig
 
 
@@ -54,6 +58,28 @@ def settings(cfg: DictConfig) -> GPTSettings:
     g = cfg.gpt
     model = None if g.init_from else typed(GPTConfig, g.model, "gpt.model", vocab_size=None)
     return GPTSettings(model, data_settings(cfg), typed(OptimConfig, g.optim, "gpt.optim"))
+
+
+def check_inputs(cfg: DictConfig, paths: Paths) -> None:
+    """What ``build`` opens first, its tokenizer and token shards, checked before Lightning
+    loads: missing or damaged files fail in seconds, with the stage that makes them."""
+    tokenizer = str(cfg.gpt.tokenizer)
+    shards = open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
+    s = settings(cfg)
+    if s.model is not None:  # an imported checkpoint's window is known once it loads
+        window = s.data.window(s.model.block_size)
+        streamed = data_config(cfg).streams  # then the train split is read as one stream
+        for split in ("validation",) if streamed else ("train", "validation"):
+            check_windows(shards.root, split, len(shards.split(split).tokens), window)
+
+
+def check_windows(root: Path, split: str, tokens: int, window: int) -> None:
+    """``split`` holds at least one window (``window + 1`` tokens: inputs and targets)."""
+    if (tokens - 1) // window < 1:
+        raise LlmworksError(
+            f"{root}: the {split} split has {tokens} tokens, fewer than block_size + 1 = "
+            f"{window + 1}; lower gpt.data.seq_len (or gpt.model.block_size) or use a larger corpus"
+        )
 
 
 def data_settings(cfg: DictConfig) -> WindowDataConfig:

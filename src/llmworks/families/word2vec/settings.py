@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from llmworks.config import typed
+from llmworks.data.shards import open_shards
 from llmworks.domains import at_least, positive
 from llmworks.families.word2vec.model import Word2VecConfig
+from llmworks.paths import Paths
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,13 @@ def settings(cfg: DictConfig) -> Word2VecSettings:
         typed(Word2VecDataConfig, w.data, "word2vec.data"),
         typed(Word2VecOptimConfig, w.optim, "word2vec.optim"),
     )
+
+
+def check_inputs(cfg: DictConfig, paths: Paths) -> None:
+    """What ``build`` opens first, checked before Lightning loads: the prepared corpus, or,
+    with ``word2vec.tokenizer``, that tokenizer and its token shards."""
+    if cfg.word2vec.tokenizer:
+        tokenizer = str(cfg.word2vec.tokenizer)
+        open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
+    else:
+        paths.prepared_corpus()
