@@ -43,3 +43,44 @@ def test_a_damaged_checkpoint_is_a_one_line_error_naming_it(tmp_path):
     last.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(LlmworksError, match="last.ckpt cannot be read.*train afresh"):
         Run.open(tmp_path, "fp")
+
+
+class Killed(BaseException):
+    """Stands for the process dying mid-write (not an Exception: nothing may catch it)."""
+
+
+@pytest.mark.parametrize("safe", [True, False], ids=["ours", "lightning"])
+def test_a_kill_while_the_csv_log_widens_leaves_the_rows_before_it(tmp_path, monkeypatch, safe):
+    """Lightning's writer truncates ``metrics.csv`` to rewrite it when a new metric widens
+    the header; a process killed then kept its checkpoint but lost the rows before it. Ours
+    writes a copy and renames it, so the rows survive; Lightning's own writer, run through
+    the same kill, shows what the test guards against."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    from llmworks.training.csv_logger import CrashSafeCSVLogger
+    from llmworks.training.logs import read_metrics_csv
+
+    logger = (CrashSafeCSVLogger if safe else CSVLogger)(save_dir=str(tmp_path), version="v")
+    for step in range(3):
+        logger.log_metrics({"train_loss": 1.0 - step / 10}, step=step)
+    logger.save()  # the checkpoint at step 3 saves the log with it
+    path = logger.experiment.metrics_file_path
+    assert sorted(read_metrics_csv(path)) == [0, 1, 2]
+
+    logger.log_metrics({"val_loss": 2.0}, step=3)  # a new column: the header widens
+    writerows = csv.DictWriter.writerows
+
+    def die_after_the_header(self, rows):
+        raise Killed
+
+    monkeypatch.setattr(csv.DictWriter, "writerows", die_after_the_header)
+    with pytest.raises(Killed):
+        logger.save()
+    monkeypatch.setattr(csv.DictWriter, "writerows", writerows)
+    kept = sorted(read_metrics_csv(path))
+    if safe:
+        assert kept == [0, 1, 2]
+    else:
+        assert kept == []  # the truncated file holds only the new header

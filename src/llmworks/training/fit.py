@@ -43,6 +43,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmworks.errors import LlmworksError
 from llmworks.tracking.runs import finish_wandb, job_type, wandb_logger
 from llmworks.training.callbacks import ProgressLog, StopOnNonFiniteLoss
+from llmworks.training.csv_logger import CrashSafeCSVLogger
 from llmworks.training.logs import LOG_FILE, merge_sessions
 from llmworks.training.preemption import SaveOnPreemption
 
@@ -321,7 +322,8 @@ def fit(
     if run.resume_from is not None:
         log.info("resuming from %s (session %d of this run)", run.resume_from, run.session)
     callbacks = build_callbacks(cfg, family, run, module)
-    loggers: list[Any] = [CSVLogger(save_dir=str(run.dir), name=CSV, version=run.csv_version)]
+    csv_log = CrashSafeCSVLogger(save_dir=str(run.dir), name=CSV, version=run.csv_version)
+    loggers: list[Any] = [csv_log]
     trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir)
     wb = None
     if trainer.global_rank == 0:  # known once the Trainer exists: one W&B run under DDP
