@@ -6,12 +6,15 @@ and resumes from its checkpoints after a kill."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import FAST, run_stage, stage_overrides, train_metrics
+from conftest import FAST, REPO, run_stage, stage_overrides, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +122,15 @@ def test_fsdp_resumes_from_its_checkpoint_after_a_kill(data, fsdp_gpt, tmp_path)
     assert got["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-5)
 
 
-def test_fsdp_refuses_word2vec_in_one_line(data, tmp_path) -> None:
-    proc = run_stage("train", *args("word2vec", data, tmp_path, *FSDP_CPU), env=FAST)
+def test_fsdp_refuses_word2vec_in_one_line_before_lightning_loads(data, tmp_path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "pipelines" / "train.py"),
+         *args("word2vec", data, tmp_path, *FSDP_CPU)],
+        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, **FAST},
+    )  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "use trainer=ddp" in proc.stderr
+    assert "the word2vec family has none (its tables update in place): use trainer=ddp" in (
+        proc.stderr
+    )
+    imported = re.findall(r"\|\s+([\w.]+)$", proc.stderr, re.M)  # -X importtime's lines
+    assert "lightning" not in imported

@@ -6,15 +6,18 @@ from the loader state in the checkpoint, and give each DDP rank its own blocks."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import local_corpus_overrides, run_stage, stage_overrides, train_metrics
+from conftest import REPO, local_corpus_overrides, run_stage, stage_overrides, train_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -191,3 +194,34 @@ def test_ddp_ranks_draw_disjoint_blocks_of_the_shard(streamed: Path, tmp_path: P
 
 def _run_rank(rank: int, world: int, source: str, port: int, outs: list[str]) -> None:
     _rank_blocks(rank, world, source, port, outs[rank])
+
+
+@pytest.mark.parametrize("damage", ["never written", "a chunk cut short", "index unreadable"])
+def test_chunks_that_are_not_whole_are_refused_before_lightning_loads(
+    damage: str, streamed: Path, prepared_data: Path, tmp_path: Path
+) -> None:
+    """The preflight reads the index and sizes the chunks (``check_chunks``): a user learns
+    of missing or damaged chunks in the seconds before Lightning's import, not after it."""
+    data = prepared_data  # encoded without litdata: no chunks
+    if damage != "never written":
+        data = tmp_path / "data"
+        shutil.copytree(streamed / "data", data)
+        train_dir = data / "tokens" / "bpe" / "litdata" / "train"
+        if damage == "a chunk cut short":
+            chunk = sorted(train_dir.glob("chunk-*.bin"))[0]
+            chunk.write_bytes(chunk.read_bytes()[:-3])
+        else:
+            (train_dir / "index.json").write_text('{"chunks": [')
+    args = stage_overrides("gpt", tmp_path, *LITDATA, "logger=none", data=data)
+    bad = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "pipelines" / "train.py"), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    expected = {
+        "never written": "holds no litdata chunks (index.json)",
+        "a chunk cut short": ": the index says",
+        "index unreadable": "index.json is damaged",
+    }[damage]
+    assert bad.returncode == 2 and expected in bad.stderr, bad.stderr[-2000:]
+    imported = re.findall(r"\|\s+([\w.]+)$", bad.stderr, re.M)  # -X importtime's lines
+    assert "lightning" not in imported and "litdata" not in imported

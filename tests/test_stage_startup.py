@@ -61,6 +61,14 @@ BAD_VALUES = [
     ("train", "families.gpt.data_section=dta", "families.gpt.data_section='dta': expected 'data'"),
     ("train", "families.gpt.data_section=gpt", "data_section='gpt': expected 'data', the section"),
     ("train", "family=word2vec", "families.word2vec.data_section=data", "only its own section"),
+    # the Trainer's arguments and hardware (lightning.Trainer's names read from its source)
+    ("train", "+trainer.max_stepz=5", "trainer.max_stepz: lightning.Trainer takes no argument"),
+    ("train", "+gpt.train.max_epoch=2", "did you mean gpt.train.max_epochs?"),
+    ("train", "+trainer.max_steps=3", "['max_steps'] set both in trainer and in the model's"),
+    ("train", "trainer.devices=4096", "trainer.devices=4096 CPU processes, but this machine has"),
+    ("train", "trainer=gpu", "trainer.accelerator=gpu, but torch"),
+    ("train", "trainer.num_nodes=2", "needs one process per node started by a launcher"),
+    ("finetune", "+finetune.train.max_stepz=5", "finetune.train.max_stepz: lightning.Trainer"),
     # the files it trains from, after the config (these runs' paths.data is empty)
     ("train", "family=bert", "wordpiece/tokenizer.json not found; train it first"),
     ("train", "family=word2vec", "does not exist; run the corpus stage first"),

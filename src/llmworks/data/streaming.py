@@ -19,7 +19,6 @@ Imported only when the backend is litdata: the default (memory-mapped) path neve
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,6 @@ from litdata.streaming.writer import BinaryWriter
 
 from llmworks.data.samplers import rank_and_world, resume_point
 from llmworks.errors import LlmworksError
-
-INDEX_FILE = "index.json"  # litdata's list of the chunks of a dataset folder
 
 # Every StreamingDataset asks PyPI for a newer litdata (a request with a 30 s timeout, no
 # switch to turn it off): a training stage must not wait on the network, nor call it offline.
@@ -154,38 +151,11 @@ class ResumableLoader(StreamingDataLoader):
 class Stream:
     """Where one tokenizer's training chunks are read from: ``source``, a local folder or an
     object-store URL (``s3://``, ``gs://``, ``local:/dir``, which litdata reads as a remote),
-    and ``cache_dir``, where remote chunks are kept once read."""
+    and ``cache_dir``, where remote chunks are kept once read. ``DataConfig.stream`` makes
+    one after ``check_chunks``."""
 
     source: str
     cache_dir: str | None
-
-    @property
-    def remote(self) -> bool:
-        return "://" in self.source or self.source.startswith("local:")
-
-    def check(self) -> None:
-        """A local source must hold whole chunks, before any training: litdata reads a
-        damaged index as a traceback, and waits minutes for a chunk shorter than its index
-        says (as for one still downloading)."""
-        if self.remote:
-            return
-        index = Path(self.source) / INDEX_FILE
-        if not index.is_file():
-            raise LlmworksError(
-                f"data.backend=litdata: {self.source} holds no litdata chunks ({INDEX_FILE}); "
-                "encode with data.backend=litdata (dvc repro), or point data.litdata_dir at them"
-            )
-        redo = "encode again with data.backend=litdata (dvc repro -f encode@<name>)"
-        try:
-            chunks = json.loads(index.read_text())["chunks"]
-            sizes = {c["filename"]: int(c["chunk_bytes"]) for c in chunks}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LlmworksError(f"{index} is damaged ({exc}); {redo}") from exc
-        for name, size in sizes.items():
-            chunk = index.parent / name
-            if not chunk.is_file() or chunk.stat().st_size != size:
-                found = chunk.stat().st_size if chunk.is_file() else "no file"
-                raise LlmworksError(f"{chunk}: the index says {size} bytes, found {found}; {redo}")
 
     def blocks(self, block: int, seed: int, transform: Callable[[int, torch.Tensor], Any]):
         """The training split's blocks of ``block`` tokens, shuffled by ``seed`` per epoch."""

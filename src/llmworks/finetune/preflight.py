@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from llmworks.errors import LlmworksError
 from llmworks.finetune.settings import BASELINES, check_family_section, settings
 from llmworks.spec import names
+from llmworks.training.trainer_config import check_trainer
 
 
 def finetune_stage(cfg: DictConfig) -> dict[str, Any]:
@@ -27,6 +28,7 @@ def finetune_stage(cfg: DictConfig) -> dict[str, Any]:
     for name in chosen:
         if name in families:
             check_family_section(cfg, name)
+    check_trainer(cfg.trainer, cfg.finetune.train, "finetune.train")
     from llmworks.finetune.stage import finetune_stage as run
 
     return run(cfg)

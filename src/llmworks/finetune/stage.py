@@ -320,7 +320,7 @@ def _finetune(
     data = TaskData(task.splits, tuned.tokenizer, s.batch_size, int(cfg.seed))
     run_dir = paths.finetune_run(model)
     result = fit(
-        cfg, Trainee(model), module, data, run_dir, key, section=cfg.finetune,
+        cfg, Trainee(model), module, data, run_dir, key, section="finetune",
         job=f"finetune@{model}",
     )  # fmt: skip
     if not result.trainer.is_global_zero:

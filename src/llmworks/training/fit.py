@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import sys
 import uuid
@@ -46,6 +45,7 @@ from llmworks.training.callbacks import ProgressLog, StopOnNonFiniteLoss
 from llmworks.training.csv_logger import CrashSafeCSVLogger
 from llmworks.training.logs import LOG_FILE, merge_sessions
 from llmworks.training.preemption import SaveOnPreemption
+from llmworks.training.trainer_config import check_trainer
 
 log = logging.getLogger(__name__)
 
@@ -213,18 +213,17 @@ def build_callbacks(
 
 
 def build_trainer(
-    cfg: DictConfig, schedule: DictConfig, callbacks: list[Callback], loggers: list[Any], root: Path
+    cfg: DictConfig,
+    schedule: DictConfig,
+    callbacks: list[Callback],
+    loggers: list[Any],
+    root: Path,
+    schedule_key: str = "<family>.train",
 ) -> L.Trainer:
     """``cfg.trainer`` (hardware and shared settings) with the family's ``train`` section (its
     schedule) as one ``lightning.Trainer``: every Trainer argument works from the command
     line, and a misspelled one fails."""
-    check_hardware(cfg.trainer)
-    clash = sorted(set(schedule) & set(cfg.trainer) - {"_target_"})
-    if clash:
-        raise LlmworksError(
-            f"{clash} set both in trainer and in the model's train section; set the schedule "
-            "in <family>.train (e.g. gpt.train.max_steps) and the hardware in trainer"
-        )
+    check_trainer(cfg.trainer, schedule, schedule_key)
     schedule = OmegaConf.to_container(schedule, resolve=True)
     hardware: dict[str, Any] = {}
     strategy = cfg.trainer.strategy
@@ -244,10 +243,6 @@ def build_trainer(
     )
 
 
-# set by torchrun, SLURM or Lightning's own launchers in every process of a multi-node job
-LAUNCHER_ENV = ("WORLD_SIZE", "NODE_RANK", "SLURM_NTASKS", "GROUP_RANK", "LOCAL_RANK")
-
-
 def world_size(trainer: DictConfig) -> int:
     """Processes the trainer settings ask for: devices per node (-1/auto: all GPUs, or one
     process on a CPU) times nodes."""
@@ -255,22 +250,6 @@ def world_size(trainer: DictConfig) -> int:
     if not isinstance(devices, int) or devices < 0:
         devices = torch.cuda.device_count() if trainer.accelerator in ("gpu", "cuda") else 1
     return max(devices, 1) * int(trainer.num_nodes)
-
-
-def check_hardware(trainer: DictConfig) -> None:
-    """What Lightning would only find out late (or wait forever for), refused up front."""
-    devices, nodes = trainer.devices, int(trainer.num_nodes)
-    cores = os.cpu_count() or 1
-    if trainer.accelerator == "cpu" and isinstance(devices, int) and devices > cores:
-        raise LlmworksError(
-            f"trainer.devices={devices} CPU processes, but this machine has {cores} cores; "
-            f"use trainer.devices<={cores} (trainer=ddp_cpu runs 2)"
-        )
-    if nodes > 1 and not any(v in os.environ for v in LAUNCHER_ENV):
-        raise LlmworksError(
-            f"trainer.num_nodes={nodes} needs one process per node started by a launcher "
-            "(torchrun --nnodes ... --node-rank ..., or srun under SLURM); see README, Scaling"
-        )
 
 
 def _instantiate(node: DictConfig, where: str, **kwargs: Any) -> Any:
@@ -301,14 +280,15 @@ def fit(
     datamodule: L.LightningDataModule,
     run_dir: Path,
     data_id: str,
-    section: DictConfig | None = None,
+    section: str | None = None,
     job: str | None = None,
 ) -> FitResult:
-    """Train ``module`` on ``datamodule`` with ``cfg.trainer`` + ``section.train`` (the
+    """Train ``module`` on ``datamodule`` with ``cfg.trainer`` + ``cfg.<section>.train`` (the
     family's section, ``cfg.<family>``, by default), resuming the interrupted run of the same
     fingerprint, then validate the final weights. ``job`` names the W&B run's job
     (``train@<family>`` by default)."""
-    section = cfg[family.name] if section is None else section
+    key = section or family.name
+    section = cfg[key]
     run = Run.open(
         run_dir,
         fingerprint(
@@ -324,7 +304,7 @@ def fit(
     callbacks = build_callbacks(cfg, family, run, module)
     csv_log = CrashSafeCSVLogger(save_dir=str(run.dir), name=CSV, version=run.csv_version)
     loggers: list[Any] = [csv_log]
-    trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir)
+    trainer = build_trainer(cfg, section.train, callbacks, loggers, run.dir, f"{key}.train")
     wb = None
     if trainer.global_rank == 0:  # known once the Trainer exists: one W&B run under DDP
         wb = wandb_logger(cfg, job or job_type(f"train@{family.name}"), run_id=run.wandb_id)

@@ -14,20 +14,27 @@ from llmworks.data.backend import data_config
 from llmworks.errors import LlmworksError
 from llmworks.paths import Paths
 from llmworks.spec import names, settings
-from llmworks.training.sharding import FSDPConfig
+from llmworks.training.sharding import FSDPConfig, sharded
+from llmworks.training.trainer_config import check_trainer
 
 
 def training_stage(cfg: DictConfig) -> dict[str, Any]:
     """``train@<family>`` (``llmworks.training.recipe.training_stage``), after typing the
-    family's sections (``llmworks.families.<name>.settings``), ``data`` and ``fsdp``, and
-    opening the files it trains from (its ``check_inputs``); the recipe reads them all again
-    when it builds."""
+    family's sections (``llmworks.families.<name>.settings``), ``data`` and ``fsdp``,
+    checking the Trainer's arguments and hardware (``check_trainer``), and opening the files
+    it trains from (its ``check_inputs``); the recipe reads them all again when it builds."""
     family_settings = None
     if cfg.family:  # the recipe names the families when none is given
         family_settings = settings(str(cfg.family), names(cfg))
         if family_settings is not None:
             family_settings.settings(cfg)
         check_data_section(cfg, str(cfg.family), getattr(family_settings, "DATA_SECTION", None))
+        check_trainer(cfg.trainer, cfg[str(cfg.family)].train, f"{cfg.family}.train")
+        if sharded(cfg.trainer) and not getattr(family_settings, "SHARDABLE", True):
+            raise LlmworksError(
+                f"trainer=fsdp shards transformer blocks; the {cfg.family} family has none "
+                "(its tables update in place): use trainer=ddp"
+            )
     data_config(cfg)
     typed(FSDPConfig, cfg.fsdp, "fsdp")
     if hasattr(family_settings, "check_inputs"):  # the config first, then the files

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from omegaconf import DictConfig
 from torch import nn
 
 
@@ -31,6 +32,15 @@ def is_sharded(model: nn.Module) -> bool:
     from torch.distributed.tensor import DTensor
 
     return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def sharded(trainer: DictConfig) -> bool:
+    """Whether ``trainer`` runs Lightning's ``ModelParallelStrategy`` (``trainer=fsdp``), under
+    which the module's ``configure_model`` shards it."""
+    strategy = trainer.get("strategy")
+    return isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith(
+        "ModelParallelStrategy"
+    )
 
 
 def shard(model: nn.Module, mesh, cfg: FSDPConfig) -> nn.Module:

@@ -72,10 +72,12 @@ def settings(cfg: DictConfig) -> BertSettings:
 
 
 def check_inputs(cfg: DictConfig, paths: Paths) -> None:
-    """What ``build`` opens first, its tokenizer and token shards, checked before Lightning
-    loads: missing or damaged files fail in seconds, with the stage that makes them."""
+    """What ``build`` opens first, its tokenizer, token shards and (with litdata) training
+    chunks, checked before Lightning loads: missing or damaged files fail in seconds, with
+    the stage that makes them."""
     tokenizer = str(cfg.bert.tokenizer)
     open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
+    data_config(cfg).check_stream(paths.tokens(tokenizer), tokenizer)
 
 
 def data_settings(cfg: DictConfig) -> MLMDataConfig:

@@ -61,10 +61,12 @@ def settings(cfg: DictConfig) -> GPTSettings:
 
 
 def check_inputs(cfg: DictConfig, paths: Paths) -> None:
-    """What ``build`` opens first, its tokenizer and token shards, checked before Lightning
-    loads: missing or damaged files fail in seconds, with the stage that makes them."""
+    """What ``build`` opens first, its tokenizer, token shards and (with litdata) training
+    chunks, checked before Lightning loads: missing or damaged files fail in seconds, with
+    the stage that makes them."""
     tokenizer = str(cfg.gpt.tokenizer)
     shards = open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
+    data_config(cfg).check_stream(shards.root, tokenizer)
     s = settings(cfg)
     if s.model is not None:  # an imported checkpoint's window is known once it loads
         window = s.data.window(s.model.block_size)

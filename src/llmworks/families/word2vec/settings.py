@@ -14,6 +14,10 @@ from llmworks.domains import at_least, positive
 from llmworks.families.word2vec.model import Word2VecConfig
 from llmworks.paths import Paths
 
+# no transformer blocks (two embedding tables updated in place): trainer=fsdp has nothing
+# to shard, and the preflight refuses it before Lightning loads
+SHARDABLE = False
+
 
 @dataclass(frozen=True)
 class Word2VecDataConfig:
