@@ -67,8 +67,8 @@ def main() -> None:
         "imports: ~1.7 s for a stage without tensors, ~2.5 s for the training and finetune "
         "stages' checks of their sections and the Trainer's arguments and hardware, and the "
         "training stage's of its input files and litdata chunks (before Lightning loads), "
-        "~7 s where the problem shows only once the stage has loaded Lightning (a "
-        "checkpoint's tokenizer, the finetune stage's task).\n\n"
+        "~7 s where the problem shows only once the stage has loaded Lightning (the "
+        "finetune stage's task).\n\n"
         "| input | stage | exit | what the user reads | seconds | earlier outputs intact |\n"
         "|---|---|---|---|---|---|\n"
     )

@@ -8,6 +8,7 @@ is refused before any training."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,8 @@ def test_a_continued_run_trains_under_ddp(base: Path, encoded: Path, tmp_path: P
 def test_a_tokenizer_that_is_not_the_checkpoints_is_refused_before_training(
     base: Path, encoded: Path, tmp_path: Path, bpe_json: Path
 ) -> None:
-    """Shards of another tokenizer: their ids would mean other tokens to the model."""
+    """Shards of another tokenizer: their ids would mean other tokens to the model. Refused
+    by the preflight, from the checkpoint's files, before Lightning loads."""
     other = tmp_path / "other"
     hf_checkpoint("llama", other, vocab=300, tokenizer=None)
     data = json.loads((base / "tokenizer.json").read_text())
@@ -164,10 +166,11 @@ def test_a_tokenizer_that_is_not_the_checkpoints_is_refused_before_training(
     vocab[a], vocab[b] = vocab[b], vocab[a]
     (other / "tokenizer.json").write_text(json.dumps(data))
     args = overrides(encoded, tmp_path, base, f"gpt.init_from={other}")
-    proc = run_stage("train", *args, env=FAST)
+    proc = run_stage("train", *args, env={**FAST, "PYTHONPROFILEIMPORTTIME": "1"})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "is not the checkpoint's" in proc.stderr
     assert not (tmp_path / "runs").exists()
+    assert "lightning" not in re.findall(r"\|\s+([\w.]+)$", proc.stderr, re.M)  # importtime
 
 
 def test_bert_continues_a_checkpoint_with_its_wordpiece_tokenizer(

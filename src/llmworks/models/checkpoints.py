@@ -27,7 +27,6 @@ from torch import nn
 
 from llmworks.errors import LlmworksError
 from llmworks.models.hub import CONFIG
-from llmworks.tokenization.files import read_tokenizer
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLE, PICKLE_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -220,29 +219,6 @@ def load_state(
     if missing:
         raise RuntimeError(f"mapping left parameters unset: {missing[:5]}")
     return model.eval()
-
-
-def check_tokenizer(
-    base: Path, tokenizer_json: Path, model_vocab: int, where: str, name: str
-) -> None:
-    """Refuse, before any training, a tokenizer that is not the checkpoint's: the shards
-    were encoded with ``tokenizer_json`` (``tokenizers.<name>``), and the checkpoint's
-    embedding rows mean its own tokenizer's ids. The vocabularies must be equal (the model
-    may have more rows than the tokenizer has tokens: many are padded to a round size)."""
-
-    ours = read_tokenizer(tokenizer_json)
-    fix = f"encode with its tokenizer: tokenizers.{name}=pretrained tokenizers.{name}.name={where.split('=', 1)[-1]}"
-    if ours.get_vocab_size() > model_vocab:
-        raise LlmworksError(
-            f"{where}: the model has {model_vocab} embedding rows, but tokenizer {name} "
-            f"({tokenizer_json}) has {ours.get_vocab_size()} tokens; {fix}"
-        )
-    theirs = base / "tokenizer.json"
-    if theirs.is_file() and read_tokenizer(theirs).get_vocab() != ours.get_vocab():
-        raise LlmworksError(
-            f"{where}: tokenizer {name} ({tokenizer_json}) is not the checkpoint's "
-            f"({theirs}): its ids would mean other tokens; {fix}"
-        )
 
 
 def _tied(model: nn.Module) -> list[list[tuple[nn.Module, str]]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llmworks.errors import LlmworksError
+from llmworks.tokenization.files import read_tokenizer
 
 CONFIG = "config.json"
 # what a model needs from a hub repository (no optimizer states, no other formats)
@@ -96,3 +97,38 @@ def read_config(path: Path) -> Any:
     except (ValueError, KeyError, OSError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise LlmworksError(f"{path / CONFIG}: {first}") from exc
+
+
+def check_tokenizer(
+    base: Path, tokenizer_json: Path, model_vocab: int, where: str, name: str
+) -> None:
+    """Refuse, before any training, a tokenizer that is not the checkpoint's: the shards
+    were encoded with ``tokenizer_json`` (``tokenizers.<name>``), and the checkpoint's
+    embedding rows mean its own tokenizer's ids. The vocabularies must be equal (the model
+    may have more rows than the tokenizer has tokens: many are padded to a round size)."""
+
+    ours = read_tokenizer(tokenizer_json)
+    fix = f"encode with its tokenizer: tokenizers.{name}=pretrained tokenizers.{name}.name={where.split('=', 1)[-1]}"
+    if ours.get_vocab_size() > model_vocab:
+        raise LlmworksError(
+            f"{where}: the model has {model_vocab} embedding rows, but tokenizer {name} "
+            f"({tokenizer_json}) has {ours.get_vocab_size()} tokens; {fix}"
+        )
+    theirs = base / "tokenizer.json"
+    if theirs.is_file() and read_tokenizer(theirs).get_vocab() != ours.get_vocab():
+        raise LlmworksError(
+            f"{where}: tokenizer {name} ({tokenizer_json}) is not the checkpoint's "
+            f"({theirs}): its ids would mean other tokens; {fix}"
+        )
+
+
+def check_base_tokenizer(source: str, where: str, tokenizer_json: Path, name: str) -> None:
+    """``check_tokenizer`` for the checkpoint ``source`` before its weights load: its
+    ``config.json`` names its embedding rows (``vocab_size``), which is what the training
+    stage's preflight needs to refuse another tokenizer's shards before Lightning loads. A
+    config that nests them (``text_config``) is left to the check after loading."""
+    base = resolve(source, where)
+    config = base / CONFIG
+    rows = json.loads(config.read_text()).get("vocab_size") if config.is_file() else None
+    if isinstance(rows, int) and not isinstance(rows, bool):
+        check_tokenizer(base, tokenizer_json, rows, where, name)

@@ -21,7 +21,7 @@ from llmworks.families.bert.hf import from_hf
 from llmworks.families.bert.model import Bert, BertConfig
 from llmworks.families.bert.settings import check_context, data_settings, settings
 from llmworks.models import checkpoints
-from llmworks.models.checkpoints import check_tokenizer
+from llmworks.models.hub import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, perplexity

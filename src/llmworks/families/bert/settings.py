@@ -15,6 +15,7 @@ from llmworks.data.shards import open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.model import BertConfig
+from llmworks.models.hub import check_base_tokenizer
 from llmworks.paths import Paths
 from llmworks.training.optim import OptimConfig
 
@@ -72,12 +73,16 @@ def settings(cfg: DictConfig) -> BertSettings:
 
 
 def check_inputs(cfg: DictConfig, paths: Paths) -> None:
-    """What ``build`` opens first, its tokenizer, token shards and (with litdata) training
-    chunks, checked before Lightning loads: missing or damaged files fail in seconds, with
-    the stage that makes them."""
+    """What ``build`` opens first, its tokenizer, token shards, (with litdata) training
+    chunks and (with ``init_from``) the checkpoint's vocabulary, checked before Lightning
+    loads: missing, damaged or mismatched files fail in seconds, with the fix."""
     tokenizer = str(cfg.bert.tokenizer)
-    open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
+    tok_json = paths.trained_tokenizer(tokenizer)
+    open_shards(paths.tokens(tokenizer), tok_json)
     data_config(cfg).check_stream(paths.tokens(tokenizer), tokenizer)
+    if cfg.bert.init_from:  # the checkpoint's embedding rows are its own tokenizer's ids
+        where = f"bert.init_from={cfg.bert.init_from}"
+        check_base_tokenizer(str(cfg.bert.init_from), where, tok_json, tokenizer)
 
 
 def data_settings(cfg: DictConfig) -> MLMDataConfig:

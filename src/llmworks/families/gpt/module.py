@@ -21,7 +21,7 @@ from llmworks.families.gpt.hf import from_hf
 from llmworks.families.gpt.model import GPT, GPTConfig
 from llmworks.families.gpt.settings import settings
 from llmworks.models import checkpoints
-from llmworks.models.checkpoints import check_tokenizer
+from llmworks.models.hub import check_tokenizer
 from llmworks.paths import TOKENIZER_FILE, Paths
 from llmworks.spec import Built
 from llmworks.training.metrics import ScoredModule, TokenMeans, bits_per_byte, perplexity

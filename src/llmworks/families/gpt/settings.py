@@ -16,6 +16,7 @@ from llmworks.data.shards import open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.gpt.model import GPTConfig
+from llmworks.models.hub import check_base_tokenizer
 from llmworks.paths import Paths
 from llmworks.training.optim import OptimConfig
 
@@ -61,12 +62,16 @@ def settings(cfg: DictConfig) -> GPTSettings:
 
 
 def check_inputs(cfg: DictConfig, paths: Paths) -> None:
-    """What ``build`` opens first, its tokenizer, token shards and (with litdata) training
-    chunks, checked before Lightning loads: missing or damaged files fail in seconds, with
-    the stage that makes them."""
+    """What ``build`` opens first, its tokenizer, token shards, (with litdata) training
+    chunks and (with ``init_from``) the checkpoint's vocabulary, checked before Lightning
+    loads: missing, damaged or mismatched files fail in seconds, with the fix."""
     tokenizer = str(cfg.gpt.tokenizer)
-    shards = open_shards(paths.tokens(tokenizer), paths.trained_tokenizer(tokenizer))
+    tok_json = paths.trained_tokenizer(tokenizer)
+    shards = open_shards(paths.tokens(tokenizer), tok_json)
     data_config(cfg).check_stream(shards.root, tokenizer)
+    if cfg.gpt.init_from:  # the checkpoint's embedding rows are its own tokenizer's ids
+        where = f"gpt.init_from={cfg.gpt.init_from}"
+        check_base_tokenizer(str(cfg.gpt.init_from), where, tok_json, tokenizer)
     s = settings(cfg)
     if s.model is not None:  # an imported checkpoint's window is known once it loads
         window = s.data.window(s.model.block_size)
