@@ -65,10 +65,9 @@ def main() -> None:
         f"({platform.processor() or 'CPU'}), 2 cores, by `python bench/bad_inputs.py`; every "
         "row is also a test (tests/test_bad_input.py). Seconds include Python start-up and "
         "imports: ~1.7 s for a stage without tensors, ~2.5 s for the training and finetune "
-        "stages' checks of their sections and the Trainer's arguments and hardware, and the "
-        "training stage's of its input files and litdata chunks (before Lightning loads), "
-        "~7 s where the problem shows only once the stage has loaded Lightning (the "
-        "finetune stage's task).\n\n"
+        "stages' checks of their sections, the Trainer's arguments and hardware, and the "
+        "files they start from (before Lightning loads), ~7 s where the problem shows only "
+        "once the stage runs (a diverging loss).\n\n"
         "| input | stage | exit | what the user reads | seconds | earlier outputs intact |\n"
         "|---|---|---|---|---|---|\n"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -178,6 +179,20 @@ def test_a_pair_task_fine_tunes_bert_and_probes_gpt(trained: Path, tmp_path: Pat
     texts = ["Rivers flow to the glacier sea.", "Paris is the volcano capital."]
     pairs = ["The cat sat on the mat.", "Music and mathematics share patterns."]
     _assert_export_matches(root / "models" / "finetuned" / "bert", texts, pairs)
+
+    # named to fine-tune on pairs, a model that reads one text is refused by the preflight,
+    # from the task's summary and the model's config, before Lightning loads
+    config = root / "models" / "bert" / "config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"type_vocab_size": 1}))
+    for model, reason in (("gpt", "gpt reads one text"), ("bert", "type_vocab_size=1")):
+        refused = run_stage(
+            "finetune", *overrides(root, f"finetune.models=[{model}]"),
+            env={"PYTHONPROFILEIMPORTTIME": "1"},
+        )  # fmt: skip
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+        assert f"finetune.models has {model}, but task local has text pairs" in refused.stderr
+        assert reason in refused.stderr
+        assert "lightning" not in re.findall(r"\|\s+([\w.]+)$", refused.stderr, re.M)
 
 
 def _assert_export_matches(saved: Path, texts: list[str], pairs: list[str] | None) -> None:

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmworks.errors import LlmworksError
 
 TOKENIZER_FILE = "tokenizer.json"
+TASK_SUMMARY = "labels.json"  # data/task/labels.json: the prepared task's summary
 
 
 def run_state_root(cfg: DictConfig, runs: Path) -> Path:
@@ -119,6 +120,12 @@ class Paths:
     def task(self) -> Path:
         """The labelled task of the finetune stage (``prepare_task``)."""
         return self.data / "task"
+
+    @property
+    def task_summary(self) -> Path:
+        """The prepared task's name, label names, whether it has text pairs and its counts
+        (or why it was skipped): read by the finetune stage before Lightning loads."""
+        return self.task / TASK_SUMMARY
 
     # ------------------------------------------------------------------ models and runs
 

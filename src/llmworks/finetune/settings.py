@@ -70,3 +70,12 @@ def check_family_section(cfg: DictConfig, name: str) -> None:
     module = family_settings(name)
     if module is not None and hasattr(module, "finetune_settings"):
         module.finetune_settings(cfg)
+
+
+def pairs_refusal(model: str, task: str, reason: str) -> str:
+    """The one line for a model named in ``finetune.models`` that cannot fine-tune on a pair
+    task (the preflight's and the stage's plan's)."""
+    return (
+        f"finetune.models has {model}, but task {task} has text pairs "
+        f"(task.text_pair_field) and {reason}: fine-tune bert on it, or drop {model}"
+    )

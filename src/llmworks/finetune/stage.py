@@ -15,7 +15,8 @@ Models (``finetune.models``; null: all there are): the baselines ``bow_counts`` 
 
 The ``finetune`` section is typed in ``llmworks.finetune.settings`` before Lightning loads
 (``llmworks.finetune.preflight``), with each family's ``finetune.<name>`` section where its
-``settings`` module offers ``finetune_settings(cfg)``.
+``settings`` module offers ``finetune_settings(cfg)``; its ``pair_problem(cfg, paths)`` says
+why its classifier cannot read text pairs (or None), checked there too.
 
 Each model's result is kept in ``runs/finetune/<model>/result.json`` under a fingerprint of
 everything it depends on, and its fine-tuning run state (checkpoints, W&B id) beside it, so a
@@ -56,6 +57,7 @@ from llmworks.finetune.settings import (
     MODES,
     FinetuneSettings,
     check_family_section,
+    pairs_refusal,
     settings,
 )
 from llmworks.finetune.task import NoTask, Task, describe, load_task
@@ -63,6 +65,7 @@ from llmworks.io import replace_dir, scratch_dir, write_json
 from llmworks.models.persistence import WEIGHTS_FILE
 from llmworks.paths import Paths
 from llmworks.spec import CardSpec, downstream, names
+from llmworks.spec import settings as family_settings
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import experiment_group, finish_wandb, log_metrics, start_run
 from llmworks.training.fit import CHECKPOINTS, fingerprint, fit
@@ -112,12 +115,10 @@ def plan(cfg: DictConfig, s: FinetuneSettings, paths: Paths, task: Task) -> dict
             check_family_section(cfg, model)
         modes = [m for m in s.modes if m == "probe" or _can_finetune(part)]
         if "finetuned" in modes and task.pairs:
-            reason = part.pair_problem(cfg, paths)
+            problem = getattr(family_settings(model), "pair_problem", None)
+            reason = problem(cfg, paths) if problem is not None else None
             if reason and named:
-                raise LlmworksError(
-                    f"finetune.models has {model}, but task {task.name} has text pairs "
-                    f"(task.text_pair_field) and {reason}: fine-tune bert on it, or drop {model}"
-                )
+                raise LlmworksError(pairs_refusal(model, task.name, reason))
             if reason:
                 log.info("finetune: %s fine-tunes no pair task (%s); probe only", model, reason)
                 modes.remove("finetuned")

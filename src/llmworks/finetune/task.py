@@ -36,7 +36,7 @@ from llmworks.config import typed
 from llmworks.corpus.prepare import load_corpus
 from llmworks.errors import LlmworksError
 from llmworks.io import replace_dir, scratch_dir, write_json
-from llmworks.paths import Paths
+from llmworks.paths import TASK_SUMMARY, Paths
 from llmworks.tracking.lineage import log_lineage
 from llmworks.tracking.runs import job_type, log_metrics, wandb_run
 from llmworks.words import count_words
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
 SOURCES = ("embedded", "local", "hub")
 LOADERS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-LABELS_FILE, DATASET_DIR = "labels.json", "dataset"
+DATASET_DIR = "dataset"
 
 
 @dataclass(frozen=True)
@@ -175,16 +175,16 @@ def _write(paths: Paths, summary: dict[str, Any], splits: dict | None) -> None:
         staged.mkdir()
         if splits is not None:
             datasets.DatasetDict(splits).save_to_disk(str(staged / DATASET_DIR))
-        write_json(staged / LABELS_FILE, summary)
+        write_json(staged / TASK_SUMMARY, summary)
         replace_dir(staged, paths.task)
 
 
 def load_task(paths: Paths) -> Task:
     """The prepared task (``data/task/``), or the one line that says how to make it."""
     root = paths.task
-    if not (root / LABELS_FILE).is_file():
+    if not (root / TASK_SUMMARY).is_file():
         raise LlmworksError(f"{root} has no prepared task; run dvc repro prepare_task first")
-    summary = json.loads((root / LABELS_FILE).read_text())
+    summary = json.loads((root / TASK_SUMMARY).read_text())
     if "skipped" in summary:
         raise NoTask(f"no task {summary['task']}: {summary['skipped']}")
     ds = datasets.load_from_disk(str(root / DATASET_DIR))
@@ -196,7 +196,7 @@ def load_task(paths: Paths) -> Task:
         )
         for name in SPLITS
     }
-    digest = hashlib.sha256((root / LABELS_FILE).read_bytes())
+    digest = hashlib.sha256((root / TASK_SUMMARY).read_bytes())
     for name in SPLITS:
         digest.update(ds[name]._fingerprint.encode())
     return Task(summary["task"], list(summary["names"]), splits, digest.hexdigest())

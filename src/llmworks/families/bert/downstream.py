@@ -30,6 +30,7 @@ from llmworks.evaluation.embedders import Embedder
 from llmworks.evaluation.trained import model_dir
 from llmworks.families.bert.hf import _hf_config, hf_architecture, hf_state_dict, hf_tokenizer
 from llmworks.families.bert.model import Bert, BertConfig
+from llmworks.families.bert.settings import pair_problem
 from llmworks.finetune.classifier import (
     ClassifierConfig,
     Finetunable,
@@ -97,24 +98,6 @@ def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embed
     no sequence vector, and the mean is the usual frozen baseline."""
     model, tok_json, _, _ = pretrained(cfg, paths)
     return frozen_states(model, tok_json, model.config.max_seq_len, cfg, device)
-
-
-def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:
-    """Why the classifier cannot read text pairs, or None: it needs two segment embeddings."""
-    source = cfg.finetune.bert.init_from
-    if source:
-        from llmworks.models.hub import read_config, resolve
-
-        segments = read_config(resolve(str(source), "finetune.bert.init_from")).type_vocab_size
-    else:
-        config = paths.model("bert") / "config.json"
-        segments = json.loads(config.read_text())["type_vocab_size"] if config.is_file() else 2
-    if segments >= 2:
-        return None
-    return (
-        f"bert ({source or paths.model('bert')}) has type_vocab_size={segments}: one segment, "
-        "so it cannot tell two texts apart"
-    )
 
 
 def classifier(cfg: DictConfig, paths: Paths, task: Task) -> Finetunable:

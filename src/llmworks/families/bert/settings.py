@@ -5,6 +5,7 @@ same objects."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from omegaconf import DictConfig
@@ -15,7 +16,7 @@ from llmworks.data.shards import open_shards
 from llmworks.domains import at_least
 from llmworks.errors import LlmworksError
 from llmworks.families.bert.model import BertConfig
-from llmworks.models.hub import check_base_tokenizer
+from llmworks.models.hub import CONFIG, check_base_tokenizer, resolve
 from llmworks.paths import Paths
 from llmworks.training.optim import OptimConfig
 
@@ -107,3 +108,24 @@ def check_context(data: MLMDataConfig, model: BertConfig) -> None:
             f"bert.data.max_seq_len={data.max_seq_len} exceeds the model's "
             f"position table bert.model.max_seq_len={model.max_seq_len}"
         )
+
+
+def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:
+    """Why BERT's classifier cannot read text pairs, or None: it needs two segment
+    embeddings. Read from the model's ``config.json`` (ours, or ``finetune.bert.init_from``'s),
+    so the finetune stage's preflight refuses a pair task before Lightning loads."""
+    source = cfg.finetune.bert.init_from
+    if source:
+        config = resolve(str(source), "finetune.bert.init_from") / CONFIG
+        if not config.is_file():
+            return None  # not a checkpoint: loading it says so
+        segments = json.loads(config.read_text()).get("type_vocab_size", 2)  # BertConfig's
+    else:
+        config = paths.model("bert") / CONFIG
+        segments = json.loads(config.read_text())["type_vocab_size"] if config.is_file() else 2
+    if segments >= 2:
+        return None
+    return (
+        f"bert ({source or paths.model('bert')}) has type_vocab_size={segments}: one segment, "
+        "so it cannot tell two texts apart"
+    )

@@ -29,7 +29,7 @@ from llmworks.evaluation.embedders import Embedder
 from llmworks.evaluation.trained import model_dir
 from llmworks.families.gpt.hf import EOT, PAD
 from llmworks.families.gpt.model import GPT, GPTConfig
-from llmworks.families.gpt.settings import check_pooling
+from llmworks.families.gpt.settings import check_pooling, pair_problem
 from llmworks.finetune.classifier import ClassifierConfig, Finetunable, PairsUnsupported
 from llmworks.finetune.classifier import task_tokenizer as framing_tokenizer
 from llmworks.finetune.probe import frozen_states
@@ -95,11 +95,6 @@ def probe_features(cfg: DictConfig, paths: Paths, device: torch.device) -> Embed
     """Mean-pooled final states over each text's tokens: fixed, as a probe needs."""
     model, tok_json, _, _ = pretrained(cfg, paths)
     return frozen_states(model, tok_json, model.config.block_size, cfg, device)
-
-
-def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:
-    """Why the classifier cannot read text pairs: a causal LM here has no segment embedding."""
-    return "gpt reads one text (it has no segment embedding to tell two apart)"
 
 
 def classifier(cfg: DictConfig, paths: Paths, task: Task) -> Finetunable:

@@ -106,3 +106,9 @@ def check_pooling(pooling: str) -> None:
     """One of ``POOLINGS``; also checked where a saved classifier's config is loaded."""
     if pooling not in POOLINGS:
         raise LlmworksError(f"finetune.gpt.pooling={pooling!r}: expected one of {POOLINGS}")
+
+
+def pair_problem(cfg: DictConfig, paths: Paths) -> str | None:
+    """Why GPT's classifier cannot read text pairs: a causal LM here has no segment
+    embedding. Here, without torch, for the finetune stage's preflight."""
+    return "gpt reads one text (it has no segment embedding to tell two apart)"
