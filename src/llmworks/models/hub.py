@@ -106,7 +106,6 @@ def check_tokenizer(
     were encoded with ``tokenizer_json`` (``tokenizers.<name>``), and the checkpoint's
     embedding rows mean its own tokenizer's ids. The vocabularies must be equal (the model
     may have more rows than the tokenizer has tokens: many are padded to a round size)."""
-
     ours = read_tokenizer(tokenizer_json)
     fix = f"encode with its tokenizer: tokenizers.{name}=pretrained tokenizers.{name}.name={where.split('=', 1)[-1]}"
     if ours.get_vocab_size() > model_vocab:

@@ -36,8 +36,8 @@ def check_trainer(trainer: DictConfig, schedule: DictConfig, schedule_key: str) 
     clash = sorted(set(schedule) & set(trainer) - {"_target_"})
     if clash:
         raise LlmworksError(
-            f"{clash} set both in trainer and in the model's train section; set the schedule "
-            "in <family>.train (e.g. gpt.train.max_steps) and the hardware in trainer"
+            f"{clash} set both in trainer and in the model's train section ({schedule_key}); "
+            f"set the schedule in {schedule_key} and the hardware in trainer"
         )
     known = trainer_arguments() if str(trainer.get("_target_")) in TRAINER_TARGETS else None
     if known is not None:
@@ -66,7 +66,7 @@ def check_hardware(trainer: DictConfig) -> None:
             "(torchrun --nnodes ... --node-rank ..., or srun under SLURM); see README, Scaling"
         )
     if trainer.accelerator in ("gpu", "cuda"):
-        import torch  # only for a GPU run: a CPU run starts without it here
+        import torch
 
         # device_count asks NVML, which leaves CUDA uninitialised for a forking strategy
         mps = trainer.accelerator == "gpu" and torch.backends.mps.is_available()
