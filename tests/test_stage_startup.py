@@ -68,6 +68,8 @@ BAD_VALUES = [
     ("train", "trainer.devices=4096", "trainer.devices=4096 CPU processes, but this machine has"),
     ("train", "trainer=gpu", "trainer.accelerator=gpu, but torch"),
     ("train", "trainer.num_nodes=2", "needs one process per node started by a launcher"),
+    ("train", "trainer.num_nodes=abc", "trainer.num_nodes='abc': expected a whole number >= 1"),
+    ("train", "trainer.devices=0", "trainer.devices=0: expected a count >= 1, -1"),
     ("finetune", "+finetune.train.max_stepz=5", "finetune.train.max_stepz: lightning.Trainer"),
     # the files it trains from, after the config (these runs' paths.data is empty)
     ("train", "family=bert", "wordpiece/tokenizer.json not found; train it first"),

@@ -53,7 +53,17 @@ def check_trainer(trainer: DictConfig, schedule: DictConfig, schedule_key: str) 
 
 def check_hardware(trainer: DictConfig) -> None:
     """What Lightning would only find out late (or wait forever for), refused up front."""
-    devices, nodes = trainer.devices, int(trainer.num_nodes)
+    devices, nodes = trainer.devices, trainer.num_nodes
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise LlmworksError(f"trainer.num_nodes={nodes!r}: expected a whole number >= 1")
+    if (
+        isinstance(devices, int)
+        and not isinstance(devices, bool)
+        and (devices == 0 or devices < -1)
+    ):
+        raise LlmworksError(
+            f"trainer.devices={devices}: expected a count >= 1, -1 (every GPU), 'auto' or a list"
+        )
     cores = os.cpu_count() or 1
     if trainer.accelerator == "cpu" and isinstance(devices, int) and devices > cores:
         raise LlmworksError(
