@@ -134,3 +134,19 @@ def test_fsdp_refuses_word2vec_in_one_line_before_lightning_loads(data, tmp_path
     )
     imported = re.findall(r"\|\s+([\w.]+)$", proc.stderr, re.M)  # -X importtime's lines
     assert "lightning" not in imported
+
+
+def test_shard_refuses_a_model_without_blocks_in_the_preflights_words() -> None:
+    """``shard`` is the fallback for a model the preflight did not know about (a family
+    without ``SHARDABLE``): the same one line, naming the model's class."""
+    from torch import nn
+
+    from llmworks.errors import LlmworksError
+    from llmworks.training.sharding import FSDPConfig, shard
+
+    with pytest.raises(LlmworksError) as refused:
+        shard(nn.Embedding(4, 2), mesh=None, cfg=FSDPConfig("float32", "float32", False))
+    assert str(refused.value) == (
+        "trainer=fsdp shards transformer blocks; Embedding has none "
+        "(its tables update in place): use trainer=ddp"
+    )

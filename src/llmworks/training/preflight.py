@@ -14,7 +14,7 @@ from llmworks.data.backend import data_config
 from llmworks.errors import LlmworksError
 from llmworks.paths import Paths
 from llmworks.spec import names, settings
-from llmworks.training.sharding import FSDPConfig, sharded
+from llmworks.training.sharding import FSDPConfig, sharded, unshardable
 from llmworks.training.trainer_config import check_trainer
 
 
@@ -31,10 +31,7 @@ def training_stage(cfg: DictConfig) -> dict[str, Any]:
         check_data_section(cfg, str(cfg.family), getattr(family_settings, "DATA_SECTION", None))
         check_trainer(cfg.trainer, cfg[str(cfg.family)].train, f"{cfg.family}.train")
         if sharded(cfg.trainer) and not getattr(family_settings, "SHARDABLE", True):
-            raise LlmworksError(
-                f"trainer=fsdp shards transformer blocks; the {cfg.family} family has none "
-                "(its tables update in place): use trainer=ddp"
-            )
+            raise unshardable(f"the {cfg.family} family")
     data_config(cfg)
     typed(FSDPConfig, cfg.fsdp, "fsdp")
     if hasattr(family_settings, "check_inputs"):  # the config first, then the files

@@ -18,6 +18,8 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from llmworks.errors import LlmworksError
+
 
 @dataclass(frozen=True)
 class FSDPConfig:
@@ -43,6 +45,17 @@ def sharded(trainer: DictConfig) -> bool:
     )
 
 
+def unshardable(what: str) -> LlmworksError:
+    """The refusal of ``trainer=fsdp`` for ``what`` (a family, or a model class): FSDP here
+    shards transformer blocks, and a model without them (Word2Vec's tables, which its own
+    step updates in place) has nothing to shard. One text for the preflight, which knows
+    the family before Lightning loads, and for ``shard``, which sees the model itself."""
+    return LlmworksError(
+        f"trainer=fsdp shards transformer blocks; {what} has none "
+        "(its tables update in place): use trainer=ddp"
+    )
+
+
 def shard(model: nn.Module, mesh, cfg: FSDPConfig) -> nn.Module:
     """Shard ``model`` in place over ``mesh`` (Lightning's ``device_mesh["data_parallel"]``)."""
     from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
@@ -53,12 +66,7 @@ def shard(model: nn.Module, mesh, cfg: FSDPConfig) -> nn.Module:
     )
     blocks = getattr(model, "blocks", None)
     if not isinstance(blocks, nn.ModuleList):
-        from llmworks.errors import LlmworksError
-
-        raise LlmworksError(
-            f"trainer=fsdp shards transformer blocks; {type(model).__name__} has none "
-            "(its tables update in place): use trainer=ddp"
-        )
+        raise unshardable(type(model).__name__)
     for i, block in enumerate(blocks):
         if cfg.activation_checkpointing:
             block = blocks[i] = checkpoint_wrapper(block)
